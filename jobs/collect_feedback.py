@@ -1,0 +1,14 @@
+"""Job `python jobs/collect_feedback.py [--config FILE] [key=value ...]`, locally or via
+`ray job submit --working-dir . -- python jobs/collect_feedback.py ...`."""
+
+import sys
+
+from rlhfv_ray.cli import run_job
+
+
+def main(argv=None) -> int:
+    return run_job("collect-feedback", argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

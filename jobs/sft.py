@@ -1,0 +1,14 @@
+"""Supervised fine-tuning job: `python jobs/sft.py [--config FILE] [key=value ...]`, locally or via
+`ray job submit --working-dir . -- python jobs/sft.py ...`."""
+
+import sys
+
+from rlhfv_ray.cli import run_job
+
+
+def main(argv=None) -> int:
+    return run_job("sft", argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""`rlhfv build-model`: the initial tiny LLaVA (tokenizer, processor, pretrained vision tower,
+fresh projector and language model), saved with `save_pretrained` for SFT to start from."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from pydantic import model_validator
+
+from rlhfv_ray.config import StrictModel, save_resolved_config
+from rlhfv_ray.model.build import TinyLlavaSpec, build_processor, build_tiny_llava, train_tokenizer
+from rlhfv_ray.model.vision_pretrain import VisionPretrainConfig, pretrain_vision_tower
+from rlhfv_ray.world.grammar import world_texts
+from rlhfv_ray.world.spec import WorldParams
+
+
+class BuildModelSection(StrictModel):
+    spec: TinyLlavaSpec = TinyLlavaSpec()
+    vision_pretrain: VisionPretrainConfig = VisionPretrainConfig()
+    seed: int = 0
+
+
+class BuildModelConfig(BuildModelSection):
+    out: str
+    world: WorldParams = WorldParams()
+
+    @model_validator(mode="after")
+    def _sizes_agree(self) -> "BuildModelConfig":
+        if self.spec.image_size != self.world.image_size:
+            raise ValueError(f"spec.image_size ({self.spec.image_size}) must equal world.image_size "
+                             f"({self.world.image_size})")
+        return self
+
+
+def build_initial_model(config: BuildModelConfig, log=print) -> dict:
+    torch.manual_seed(config.seed)
+    texts = world_texts()
+    # Sentences appear both at the start of a text and after a space: train on both forms so the
+    # common words are single tokens either way.
+    tokenizer = train_tokenizer(texts + [" " + t for t in texts], config.spec.tokenizer_vocab_size)
+    processor = build_processor(tokenizer, config.spec)
+    model = build_tiny_llava(tokenizer, config.spec)
+    metrics = pretrain_vision_tower(model.model.vision_tower, processor, config.world, config.vision_pretrain, log=log)
+    metrics["parameters"] = sum(p.numel() for p in model.parameters())
+    metrics["vocab_size"] = len(tokenizer)
+    out = Path(config.out)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    save_resolved_config(config, out)
+    (out / "vision_pretrain.json").write_text(json.dumps(metrics, indent=2))
+    return metrics

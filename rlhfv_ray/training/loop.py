@@ -1,0 +1,177 @@
+"""The per-worker training loop shared by SFT and DDPO: the thin Ray layer around a pure loss.
+
+Each Ray Train worker: builds a DeepSpeed engine, restores the latest checkpoint if Ray Train hands
+one over (a restarted worker group, or a rerun of the same run name), streams its split of the
+"train" dataset with `iter_torch_batches`, and every `checkpoint.every_steps` optimizer steps
+saves its DeepSpeed shard and reports it through `ray.train.report` (Ray merges the shards of all
+workers into one checkpoint directory). The last report carries the `save_pretrained` model.
+
+The data position survives restarts: the checkpoint records the epoch and the number of micro
+batches consumed in it; a resumed worker skips that many batches of the (seeded) epoch order.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from rlhfv_ray.training.config import TrainSection
+from rlhfv_ray.training.engine import export_pretrained, initialize_engine, load_engine_checkpoint, save_engine_checkpoint
+
+MODEL_SUBDIR = "model"
+TRAIN_STATE_FILE = "train_state.json"
+
+# loss_fn(model, batch) -> (scalar loss, {metric name: float}); pure math lives in the loss modules.
+LossFn = Callable[[torch.nn.Module, dict], tuple[torch.Tensor, dict[str, float]]]
+CollateFn = Callable[[dict], dict]
+
+
+@dataclass
+class LoopParts:
+    """What differs between jobs: the loss, how rows become a batch, and how to count work."""
+
+    name: str
+    loss_fn: LossFn
+    collate_fn: CollateFn
+    shuffle_buffer: int = 256
+
+
+@dataclass
+class TrainState:
+    step: int = 0  # optimizer steps done
+    epoch: int = 0
+    micro_in_epoch: int = 0  # micro batches of `epoch` already consumed
+
+
+class MetricsWriter:
+    """Rank 0 appends one JSON object per log step to `path` and drives a Ray progress bar."""
+
+    def __init__(self, path: str | None, total_steps: int, initial_step: int, desc: str, enabled: bool):
+        self.enabled = enabled
+        self.desc = desc
+        self.path = Path(path) if path and enabled else None
+        self.bar = None
+        if enabled:
+            from ray.experimental.tqdm_ray import tqdm
+
+            self.bar = tqdm(total=total_steps, desc=desc)
+            self.bar.update(initial_step)
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, record: dict, advance: int) -> None:
+        if not self.enabled:
+            return
+        if self.path:
+            with open(self.path, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+        shown = " ".join(f"{k}={record[k]:.4f}" for k in ("loss", "reward_accuracy") if k in record)
+        self.bar.set_description(f"{self.desc} {shown}")
+        self.bar.update(advance)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _mean_across_ranks(values: dict[str, float], device) -> dict[str, float]:
+    if not torch.distributed.is_initialized() or torch.distributed.get_world_size() == 1:
+        return values
+    keys = sorted(values)
+    tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(tensor)
+    tensor /= torch.distributed.get_world_size()
+    return dict(zip(keys, tensor.tolist()))
+
+
+def _restore(engine) -> TrainState:
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return TrainState()
+    with checkpoint.as_directory() as directory:
+        client = load_engine_checkpoint(engine, directory)
+    return TrainState(**client["train_state"])
+
+
+def _report(engine, state: TrainState, metrics: dict, processor=None) -> None:
+    """Collective: every rank saves its shard (and rank 0 the HF model when `processor` is given)."""
+    import ray.train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        save_engine_checkpoint(engine, tmp, {"train_state": state.__dict__})
+        if processor is not None:
+            export_pretrained(engine, processor, Path(tmp) / MODEL_SUBDIR)
+        if engine.global_rank == 0:
+            (Path(tmp) / TRAIN_STATE_FILE).write_text(json.dumps(state.__dict__))
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+
+def run_training(section: TrainSection, model: torch.nn.Module, processor, parts: LoopParts,
+                 metrics_path: str | None) -> None:
+    """Train `model` for `section.optim.max_steps` optimizer steps inside a Ray Train worker."""
+    import ray.train
+    import ray.train.torch
+
+    context = ray.train.get_context()
+    rank = context.get_world_rank()
+    device = ray.train.torch.get_device()
+    if device.type == "cpu":
+        torch.set_num_threads(section.scaling.cpus_per_worker)
+    torch.manual_seed(section.seed + rank)
+    engine = initialize_engine(model.to(device), section)
+    state = _restore(engine)
+    shard = ray.train.get_dataset_shard("train")
+    writer = MetricsWriter(metrics_path, section.optim.max_steps, state.step, parts.name, enabled=rank == 0)
+    window: dict[str, list[float]] = {}
+    window_started, window_examples = time.perf_counter(), 0
+    last_logged = state.step
+    engine.train()
+    while state.step < section.optim.max_steps:
+        batches = shard.iter_torch_batches(
+            batch_size=section.optim.micro_batch_size, collate_fn=parts.collate_fn, drop_last=True,
+            local_shuffle_buffer_size=parts.shuffle_buffer, local_shuffle_seed=section.seed + state.epoch)
+        batches_in_epoch = 0
+        for index, batch in enumerate(batches):
+            batches_in_epoch += 1
+            if index < state.micro_in_epoch:
+                continue  # resumed: these batches were trained on before the restart
+            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            loss, metrics = parts.loss_fn(engine, batch)
+            engine.backward(loss)
+            boundary = engine.is_gradient_accumulation_boundary()
+            engine.step()
+            state.micro_in_epoch += 1
+            window_examples += section.optim.micro_batch_size
+            for key, value in {"loss": loss.item(), **metrics}.items():
+                window.setdefault(key, []).append(float(value))
+            if not boundary:
+                continue
+            state.step += 1
+            if state.step % section.log_every == 0 or state.step == section.optim.max_steps:
+                elapsed = time.perf_counter() - window_started
+                record = _mean_across_ranks({k: sum(v) / len(v) for k, v in window.items()}, device)
+                record.update(step=state.step, lr=engine.get_lr()[0],
+                              examples_per_s=window_examples * context.get_world_size() / max(elapsed, 1e-9))
+                writer.write(record, state.step - last_logged)
+                last_logged = state.step
+                window, window_started, window_examples = {}, time.perf_counter(), 0
+            if state.step % section.checkpoint.every_steps == 0 and state.step < section.optim.max_steps:
+                _report(engine, state, {"step": state.step})
+            if state.step >= section.optim.max_steps:
+                break
+        else:
+            state.epoch += 1
+            state.micro_in_epoch = 0
+            if batches_in_epoch == 0:
+                raise RuntimeError("the training dataset yielded no full micro batch: it is smaller than "
+                                   f"micro_batch_size x workers ({section.optim.micro_batch_size})")
+    writer.close()
+    _report(engine, state, {"step": state.step, "done": True}, processor=processor)

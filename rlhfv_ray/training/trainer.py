@@ -1,0 +1,77 @@
+"""Driver side of the training jobs: connect to Ray, run a TorchTrainer, export its model."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from rlhfv_ray.training.config import RayConfig, TrainSection
+from rlhfv_ray.training.loop import MODEL_SUBDIR
+
+
+def init_ray(config: RayConfig) -> None:
+    """Connect to the cluster named by `config.address` or RAY_ADDRESS (what `ray job submit`
+    sets), or start a local Ray capped at `config.num_cpus`."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = config.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address)
+    else:
+        ray.init(num_cpus=config.num_cpus, include_dashboard=False)
+
+
+def default_run_name(prefix: str, config: TrainSection) -> str:
+    """`prefix-<hash of the config>`: rerunning the same config resumes its run, a changed config
+    starts a new one. Ray settings do not change what is trained, so they are left out."""
+    payload = config.model_dump_json(exclude={"ray", "run_name"})
+    return f"{prefix}-{hashlib.sha256(payload.encode()).hexdigest()[:10]}"
+
+
+def storage_uri(path: str) -> str:
+    """Ray Train wants an absolute path or a URI (s3://, gs://, ...)."""
+    return path if "://" in path else str(Path(path).resolve())
+
+
+def fit_and_export(worker_fn: Callable[[dict], None], config: TrainSection, datasets: dict, out: Path,
+                   default_name: str):
+    """Run `worker_fn` on `config.scaling.num_workers` Ray Train workers; copy the final
+    `save_pretrained` model out of the last checkpoint into `out`. Returns the Ray Train Result."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    scaling = config.scaling
+    resources = {"CPU": scaling.cpus_per_worker}
+    if scaling.use_gpu:
+        resources["GPU"] = 1
+    run_name = getattr(config, "run_name", None) or default_run_name(default_name, config)
+    trainer = TorchTrainer(
+        worker_fn,
+        train_loop_config=config.model_dump(mode="json"),
+        scaling_config=ScalingConfig(num_workers=scaling.num_workers, use_gpu=scaling.use_gpu,
+                                     resources_per_worker=resources),
+        run_config=RunConfig(
+            name=run_name,
+            storage_path=storage_uri(config.checkpoint.storage_path),
+            failure_config=FailureConfig(max_failures=scaling.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=config.checkpoint.num_to_keep),
+        ),
+        datasets=datasets,
+        torch_config=TorchConfig(backend="nccl" if scaling.use_gpu else "gloo"),
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError(f"training run {run_name} finished without a checkpoint")
+    with result.checkpoint.as_directory() as directory:
+        model_dir = Path(directory) / MODEL_SUBDIR
+        if not model_dir.is_dir():
+            raise RuntimeError(f"the last checkpoint of {run_name} has no exported model")
+        out.mkdir(parents=True, exist_ok=True)
+        for item in model_dir.iterdir():
+            shutil.copy2(item, out / item.name)
+    return result

@@ -1,0 +1,55 @@
+"""Shared fixtures. Ray tests share one local Ray per test session, capped in size and stopped by
+its own handle (never a global `ray stop`, which would end other work on the machine)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from rlhfv_ray.world.scene import ObjectGroup, Scene
+
+os.environ.setdefault("DS_ACCELERATOR", "cpu")
+os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+# Ray's own usage stats and dashboards are noise in tests.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+@pytest.fixture
+def street_scene() -> Scene:
+    """A street scene: two red cars top left, one blue kite middle right, three yellow buses
+    bottom center. Its true caption is in `street_caption`."""
+    return Scene(seed=1, scene_type="street", groups=(
+        ObjectGroup("car", "red", 2, 0, 0),
+        ObjectGroup("kite", "blue", 1, 1, 2),
+        ObjectGroup("bus", "yellow", 3, 2, 1),
+    ))
+
+
+@pytest.fixture
+def street_caption() -> str:
+    return ("A street scene. Two red cars are at the top left. One blue kite is at the middle right. "
+            "Three yellow buses are at the bottom center.")
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray for the whole test session (2 CPUs), shut down by its own handle."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False,
+             runtime_env={"env_vars": {"DS_ACCELERATOR": "cpu"}})
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """An untrained-but-real tiny LLaVA saved with save_pretrained (vision pretraining cut short)."""
+    from rlhfv_ray.model.bootstrap import BuildModelConfig, build_initial_model
+
+    out = tmp_path_factory.mktemp("tiny_llava")
+    config = BuildModelConfig.model_validate(
+        {"out": str(out), "vision_pretrain": {"scenes": 64, "steps": 3, "batch_size": 16}})
+    build_initial_model(config, log=lambda *_: None)
+    return out

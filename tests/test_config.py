@@ -1,0 +1,71 @@
+"""Typed configs: YAML + dotted overrides, unknown keys rejected by name, resolved config saved."""
+
+import pytest
+import yaml
+
+from rlhfv_ray.config import ConfigError, StrictModel, load_config, parse_override, save_resolved_config
+from rlhfv_ray.world.spec import WorldParams
+
+
+class Inner(StrictModel):
+    lr: float = 1e-3
+    steps: int = 10
+
+
+class Outer(StrictModel):
+    name: str = "x"
+    train: Inner = Inner()
+    world: WorldParams = WorldParams()
+
+
+def test_override_values_are_parsed_as_yaml():
+    assert parse_override("train.lr=1e-4") == (["train", "lr"], 1e-4)
+    assert parse_override("flag=true") == (["flag"], True)
+    assert parse_override("xs=[1, 2]") == (["xs"], [1, 2])
+    assert parse_override("name=hello world") == (["name"], "hello world")
+
+
+def test_yaml_then_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"name": "a", "train": {"lr": 0.5}}))
+    config = load_config(Outer, path, ["train.steps=7", "world.noise.object=0.2"])
+    assert (config.name, config.train.lr, config.train.steps) == ("a", 0.5, 7)
+    assert config.world.noise.object == 0.2
+
+
+@pytest.mark.parametrize("override, key", [
+    ("train.lrr=1", "train.lrr"),
+    ("trian.lr=1", "trian"),
+    ("world.noise.objekt=0.1", "world.noise.objekt"),
+])
+def test_unknown_keys_are_rejected_by_name(override, key):
+    with pytest.raises(ConfigError, match=f"unknown config key '{key}'"):
+        load_config(Outer, None, [override])
+
+
+def test_unknown_key_in_yaml_is_rejected(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  lr: 1\n  momentum: 0.9\n")
+    with pytest.raises(ConfigError, match="unknown config key 'train.momentum'"):
+        load_config(Outer, path)
+
+
+def test_wrong_type_names_the_key():
+    with pytest.raises(ConfigError, match="'train.steps'"):
+        load_config(Outer, None, ["train.steps=many"])
+
+
+def test_invalid_world_values_are_rejected():
+    with pytest.raises(ConfigError, match="probability"):
+        load_config(Outer, None, ["world.noise.attribute=1.5"])
+
+
+def test_malformed_override_is_an_error():
+    with pytest.raises(ConfigError, match="dotted.key=value"):
+        load_config(Outer, None, ["train.lr"])
+
+
+def test_resolved_config_round_trips(tmp_path):
+    config = load_config(Outer, None, ["train.lr=0.25"])
+    path = save_resolved_config(config, tmp_path)
+    assert load_config(Outer, path) == config
