@@ -42,6 +42,10 @@ JOBS: dict[str, Job] = {
         "RLHF-V records -> validated, segment-aligned shards with reference log-probs (Ray Data)",
         "rlhfv_ray.data.pipeline:ShardConfig", "rlhfv_ray.data.pipeline:build_shards",
         "configs/build_shards_tiny.yaml", {"--input": "input", "--model": "model", "--out": "out"}),
+    "train": Job(
+        "DDPO training on Ray Train + DeepSpeed over preference shards (gamma=1: vanilla DPO)",
+        "rlhfv_ray.training.train_ddpo:DDPOConfig", "rlhfv_ray.training.train_ddpo:run_train",
+        "configs/train_tiny.yaml", {"--model": "model", "--shards": "shards", "--out": "out"}),
     "demo": Job(
         "the end-to-end demo on the embedded scene world",
         "rlhfv_ray.demo:DemoConfig", "rlhfv_ray.demo:run_demo",

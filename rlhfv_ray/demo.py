@@ -1,7 +1,9 @@
 """`make demo` / `rlhfv demo`: the pipeline end to end on the embedded scene world.
 
 Stages (each skipped when its output exists for the same config, unless `reuse=false`):
-world + initial model -> SFT base on Ray Train -> hallucination benchmark. The report
+world + initial model -> SFT base on Ray Train -> feedback (base answers corrected by the oracle)
+-> segment-aligned shards with reference log-probs -> DDPO (gamma > 1) and vanilla DPO (gamma = 1)
+on the same pairs and budget -> hallucination benchmark of base, DDPO and DPO. The report
 (`report.json`, `report.md`, `report.png`) lands in `out_dir`.
 """
 
@@ -11,12 +13,15 @@ import json
 from pathlib import Path
 
 from rlhfv_ray.config import StrictModel, save_resolved_config
+from rlhfv_ray.data.feedback import FEEDBACK_FILE, FeedbackConfig, FeedbackSection, collect_feedback
+from rlhfv_ray.data.pipeline import ShardConfig, ShardSection, build_shards
 from rlhfv_ray.eval.benchmark import BenchmarkConfig, EvaluateConfig, evaluate_checkpoint
 from rlhfv_ray.eval.report import markdown_table, plot_metrics
 from rlhfv_ray.model.bootstrap import BuildModelConfig, BuildModelSection, build_initial_model
 from rlhfv_ray.stages import run_stage
 from rlhfv_ray.training.config import RayConfig
 from rlhfv_ray.training.sft import SFTConfig, SFTSection, run_sft
+from rlhfv_ray.training.train_ddpo import DDPOConfig, DDPOSection, run_train
 from rlhfv_ray.world.spec import WorldParams
 
 
@@ -26,6 +31,9 @@ class DemoConfig(StrictModel):
     world: WorldParams = WorldParams()
     model: BuildModelSection = BuildModelSection()
     sft: SFTSection = SFTSection()
+    feedback: FeedbackSection = FeedbackSection()
+    shards: ShardSection = ShardSection()
+    ddpo: DDPOSection = DDPOSection()
     benchmark: BenchmarkConfig = BenchmarkConfig()
     ray: RayConfig = RayConfig()
 
@@ -54,6 +62,24 @@ def run_demo(config: DemoConfig) -> dict:
     _, seconds["sft"] = run_stage("sft", sft, sft.out, lambda: run_sft(sft), config.reuse)
 
     results = {"base": _evaluate(config, "base", sft.out, seconds)}
+
+    feedback = FeedbackConfig.model_validate({**config.feedback.model_dump(), "model": sft.out,
+                                              "out": str(out / "feedback"), "world": config.world, "ray": config.ray})
+    _, seconds["collect_feedback"] = run_stage("collect-feedback", feedback, feedback.out,
+                                               lambda: collect_feedback(feedback), config.reuse)
+    shards = ShardConfig.model_validate({**config.shards.model_dump(), "input": [str(out / "feedback" / FEEDBACK_FILE)],
+                                         "model": sft.out, "out": str(out / "shards"), "ray": config.ray})
+    _, seconds["build_shards"] = run_stage("build-shards", shards, shards.out, lambda: build_shards(shards),
+                                           config.reuse)
+    # the same pairs, steps and hyper-parameters; vanilla DPO only sets gamma = 1 (paper Table 3)
+    for name, gamma in (("ddpo", config.ddpo.ddpo.gamma), ("dpo", 1.0)):
+        section = config.ddpo.model_dump()
+        section["ddpo"]["gamma"] = gamma
+        train = DDPOConfig.model_validate({**section, "model": sft.out, "shards": shards.out,
+                                           "out": str(out / f"{name}_model"), "ray": config.ray})
+        _, seconds[f"train_{name}"] = run_stage(f"train {name}", train, train.out, lambda: run_train(train),
+                                                config.reuse)
+        results[name] = _evaluate(config, name, train.out, seconds)
     report = {**results, "stage_seconds": seconds}
     (out / "report.json").write_text(json.dumps(report, indent=2))
     table = markdown_table(results)

@@ -45,11 +45,13 @@ def ray_session():
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
-    """An untrained-but-real tiny LLaVA saved with save_pretrained (vision pretraining cut short)."""
+    """An untrained-but-real tiny LLaVA saved with save_pretrained (pretraining cut short)."""
     from rlhfv_ray.model.bootstrap import BuildModelConfig, build_initial_model
 
     out = tmp_path_factory.mktemp("tiny_llava")
     config = BuildModelConfig.model_validate(
-        {"out": str(out), "vision_pretrain": {"scenes": 64, "steps": 3, "batch_size": 16}})
+        {"out": str(out), "vision_pretrain": {"scenes": 64, "steps": 3, "batch_size": 16},
+         "language_pretrain": {"scenes": 64, "steps": 3, "batch_size": 8, "align_scenes": 64, "align_steps": 3,
+                               "eval_scenes": 0}})
     build_initial_model(config, log=lambda *_: None)
     return out

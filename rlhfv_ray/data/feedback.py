@@ -31,14 +31,17 @@ FEEDBACK_FILE = "feedback.parquet"
 DS_NAME = "scene-world"
 
 
-class FeedbackConfig(StrictModel):
-    model: str
-    out: str  # directory: feedback.parquet, stats.json, resolved config
+class FeedbackSection(StrictModel):
     scenes: int = Field(2600, gt=0)
     first_index: int = Field(0, ge=0)  # scenes [first_index, first_index + scenes) of the feedback split
     batch_size: int = Field(64, gt=0)
     actors: int = Field(1, ge=1)
     max_new_tokens: int = Field(96, gt=0)
+
+
+class FeedbackConfig(FeedbackSection):
+    model: str
+    out: str  # directory: feedback.parquet, stats.json, resolved config
     world: WorldParams = WorldParams()
     ray: RayConfig = RayConfig()
 
@@ -93,6 +96,16 @@ def feedback_stats(frame: pd.DataFrame) -> dict:
     }
 
 
+def write_rlhfv_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """Plain parquet as the public dataset has it: without pandas metadata, which would record the
+    image struct as a pyarrow-backed pandas dtype that other readers (and pandas itself) reject."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+    pq.write_table(table.replace_schema_metadata(None), path)
+
+
 def collect_feedback(config: FeedbackConfig) -> dict:
     import ray.data
 
@@ -107,10 +120,10 @@ def collect_feedback(config: FeedbackConfig) -> dict:
         GenerateAndAnnotate,
         fn_constructor_kwargs={"model_path": config.model, "world": config.world,
                                "max_new_tokens": config.max_new_tokens},
-        batch_size=config.batch_size, concurrency=config.actors, batch_format="numpy")
+        batch_size=config.batch_size, compute=ray.data.ActorPoolStrategy(size=config.actors), batch_format="numpy")
     frame = annotated.to_pandas()
     stats = feedback_stats(frame)
-    frame[frame["hallucinated"]][list(RLHFV_COLUMNS)].to_parquet(out / FEEDBACK_FILE, index=False)
+    write_rlhfv_parquet(frame[frame["hallucinated"]][list(RLHFV_COLUMNS)], out / FEEDBACK_FILE)
     (out / "stats.json").write_text(json.dumps(stats, indent=2))
     print(f"collect-feedback: {stats['pairs']} pairs from {stats['responses']} responses; "
           f"{stats['words_per_answer']:.1f} words and {stats['corrected_segments_per_answer']:.2f} corrected "

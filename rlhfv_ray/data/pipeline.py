@@ -34,10 +34,7 @@ SHARD_COLUMNS = ["idx", "image", "question", "chosen", "rejected", "prompt_ids",
                  "chosen_corrected", "rejected_corrected", "n_segments"]
 
 
-class ShardConfig(StrictModel):
-    input: list[str] = Field(min_length=1)  # parquet or .jsonl files, directories, globs or URIs
-    model: str  # the frozen reference model (the policy's initial checkpoint)
-    out: str
+class ShardSection(StrictModel):
     rows_per_shard: int = Field(256, gt=0)
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0)
     max_answer_tokens: int = Field(192, gt=0)
@@ -45,6 +42,12 @@ class ShardConfig(StrictModel):
     weight_insertions: bool = False  # also weight pure insertions/deletions (the reference code does not)
     reference_actors: int = Field(1, ge=1)
     reference_batch_size: int = Field(32, gt=0)
+
+
+class ShardConfig(ShardSection):
+    input: list[str] = Field(min_length=1)  # parquet or .jsonl files, directories, globs or URIs
+    model: str  # the frozen reference model (the policy's initial checkpoint)
+    out: str
     ray: RayConfig = RayConfig()
 
 
@@ -116,11 +119,8 @@ class PrepareRows:
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         out = [self.prepare(raw) for raw in batch.to_dict("records")]
-        frame = pd.DataFrame(out)
-        for column in SHARD_COLUMNS:  # rejects carry the shard columns empty: one schema for all
-            if column not in frame:
-                frame[column] = None
-        return frame[["status", "message", *SHARD_COLUMNS]]
+        # rejects carry the shard columns empty: one schema for all (an empty batch included)
+        return pd.DataFrame(out, columns=["status", "message", *SHARD_COLUMNS])
 
 
 class ReferenceLogps:
@@ -142,6 +142,24 @@ class ReferenceLogps:
         return batch
 
 
+# per-token columns: Ray stores equal-length rows as its own tensor extension type, which other
+# parquet readers (pandas, pyarrow, Spark) cannot iterate; shards keep plain list columns
+LIST_COLUMNS = {"prompt_ids": "int32", "chosen_ids": "int32", "rejected_ids": "int32",
+                "chosen_corrected": "bool", "rejected_corrected": "bool",
+                "ref_chosen_logps": "float32", "ref_rejected_logps": "float32"}
+
+
+def _plain_list_columns(table):
+    import numpy as np
+    import pyarrow as pa
+
+    for name, dtype in LIST_COLUMNS.items():
+        values = [np.asarray(row, dtype=dtype).tolist() for row in table.column(name).to_numpy(zero_copy_only=False)]
+        index = table.schema.get_field_index(name)
+        table = table.set_column(index, name, pa.array(values, type=pa.list_(pa.from_numpy_dtype(dtype))))
+    return table
+
+
 def build_shards(config: ShardConfig) -> dict:
     """Run the pipeline; returns the summary that is also written into the manifest."""
     import ray.data
@@ -157,7 +175,7 @@ def build_shards(config: ShardConfig) -> dict:
                                                 max_answer_tokens=config.max_answer_tokens,
                                                 min_match=config.min_match,
                                                 weight_insertions=config.weight_insertions),
-        batch_size=64, batch_format="pandas", concurrency=1).materialize()
+        batch_size=64, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=1)).materialize()
     statuses = prepared.select_columns(["status"]).to_pandas()["status"]
     read = len(statuses)
     rejects_by_reason = dict(Counter(s for s in statuses if s != OK))
@@ -170,8 +188,10 @@ def build_shards(config: ShardConfig) -> dict:
     if sharded:
         with_reference = good.map_batches(
             ReferenceLogps, fn_constructor_kwargs={"model_path": config.model},
-            batch_size=config.reference_batch_size, concurrency=config.reference_actors, batch_format="numpy")
+            batch_size=config.reference_batch_size, compute=ray.data.ActorPoolStrategy(size=config.reference_actors),
+            batch_format="numpy")
         shards_dir = out / SHARDS_SUBDIR
+        with_reference = with_reference.map_batches(_plain_list_columns, batch_format="pyarrow")
         with_reference.repartition(max(1, math.ceil(sharded / config.rows_per_shard))).write_parquet(str(shards_dir))
     summary = {
         "schema_version": SCHEMA_VERSION,

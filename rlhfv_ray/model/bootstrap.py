@@ -1,5 +1,5 @@
 """`rlhfv build-model`: the initial tiny LLaVA (tokenizer, processor, pretrained vision tower,
-fresh projector and language model), saved with `save_pretrained` for SFT to start from."""
+language model pretrained on scenes as bags of words, projector aligned to it), saved with `save_pretrained` for SFT to start from."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pydantic import model_validator
 
 from rlhfv_ray.config import StrictModel, save_resolved_config
 from rlhfv_ray.model.build import TinyLlavaSpec, build_processor, build_tiny_llava, train_tokenizer
+from rlhfv_ray.model.language_pretrain import LanguagePretrainConfig, pretrain_language_model
 from rlhfv_ray.model.vision_pretrain import VisionPretrainConfig, pretrain_vision_tower
 from rlhfv_ray.world.grammar import world_texts
 from rlhfv_ray.world.spec import WorldParams
@@ -19,6 +20,7 @@ from rlhfv_ray.world.spec import WorldParams
 class BuildModelSection(StrictModel):
     spec: TinyLlavaSpec = TinyLlavaSpec()
     vision_pretrain: VisionPretrainConfig = VisionPretrainConfig()
+    language_pretrain: LanguagePretrainConfig = LanguagePretrainConfig()
     seed: int = 0
 
 
@@ -43,11 +45,12 @@ def build_initial_model(config: BuildModelConfig, log=print) -> dict:
     processor = build_processor(tokenizer, config.spec)
     model = build_tiny_llava(tokenizer, config.spec)
     metrics = pretrain_vision_tower(model.model.vision_tower, processor, config.world, config.vision_pretrain, log=log)
+    metrics.update(pretrain_language_model(model, processor, config.world, config.language_pretrain, log=log))
     metrics["parameters"] = sum(p.numel() for p in model.parameters())
     metrics["vocab_size"] = len(tokenizer)
     out = Path(config.out)
     model.save_pretrained(out)
     processor.save_pretrained(out)
     save_resolved_config(config, out)
-    (out / "vision_pretrain.json").write_text(json.dumps(metrics, indent=2))
+    (out / "pretrain_metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics

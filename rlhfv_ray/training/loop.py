@@ -40,6 +40,8 @@ class LoopParts:
     loss_fn: LossFn
     collate_fn: CollateFn
     shuffle_buffer: int = 256
+    # tokens the model processes in a batch (for tokens/s); None: not reported
+    count_tokens: Callable[[dict], int] | None = None
 
 
 @dataclass
@@ -131,7 +133,7 @@ def run_training(section: TrainSection, model: torch.nn.Module, processor, parts
     shard = ray.train.get_dataset_shard("train")
     writer = MetricsWriter(metrics_path, section.optim.max_steps, state.step, parts.name, enabled=rank == 0)
     window: dict[str, list[float]] = {}
-    window_started, window_examples = time.perf_counter(), 0
+    window_started, window_examples, window_tokens = time.perf_counter(), 0, 0
     last_logged = state.step
     engine.train()
     while state.step < section.optim.max_steps:
@@ -150,6 +152,8 @@ def run_training(section: TrainSection, model: torch.nn.Module, processor, parts
             engine.step()
             state.micro_in_epoch += 1
             window_examples += section.optim.micro_batch_size
+            if parts.count_tokens is not None:
+                window_tokens += parts.count_tokens(batch)
             for key, value in {"loss": loss.item(), **metrics}.items():
                 window.setdefault(key, []).append(float(value))
             if not boundary:
@@ -160,9 +164,11 @@ def run_training(section: TrainSection, model: torch.nn.Module, processor, parts
                 record = _mean_across_ranks({k: sum(v) / len(v) for k, v in window.items()}, device)
                 record.update(step=state.step, lr=engine.get_lr()[0],
                               examples_per_s=window_examples * context.get_world_size() / max(elapsed, 1e-9))
+                if parts.count_tokens is not None:  # this rank's tokens, scaled like examples
+                    record["tokens_per_s"] = window_tokens * context.get_world_size() / max(elapsed, 1e-9)
                 writer.write(record, state.step - last_logged)
                 last_logged = state.step
-                window, window_started, window_examples = {}, time.perf_counter(), 0
+                window, window_started, window_examples, window_tokens = {}, time.perf_counter(), 0, 0
             if state.step % section.checkpoint.every_steps == 0 and state.step < section.optim.max_steps:
                 _report(engine, state, {"step": state.step})
             if state.step >= section.optim.max_steps:

@@ -19,7 +19,7 @@ from rlhfv_ray.images import decode_image
 from rlhfv_ray.model.encoding import encode_conversations, pad_lm_batch, pixel_values
 from rlhfv_ray.model.io import load_model_and_processor, load_processor
 from rlhfv_ray.training.config import RayConfig, TrainSection
-from rlhfv_ray.training.logprobs import forward_token_logps, sequence_mean
+from rlhfv_ray.training.logprobs import forward_token_logps
 from rlhfv_ray.world.corpus import corpus_stats, iter_sft_rows
 from rlhfv_ray.world.spec import WorldParams
 
@@ -43,10 +43,10 @@ class SFTConfig(SFTSection):
 
 
 def sft_loss(model, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
-    """Mean over examples of the mean answer-token NLL. Per-example (not per-token) averaging: a
-    one-word VQA answer weighs as much as a 30-token caption, so grounding is learned from both."""
+    """Mean NLL over all answer tokens of the batch (the usual causal-LM loss). Token averaging:
+    calibration found per-example averaging starves the long captions (lower object recall)."""
     logps, mask = forward_token_logps(model, batch)
-    loss = -sequence_mean(logps, mask).mean()
+    loss = -(logps * mask).sum() / mask.sum().clamp(min=1)
     return loss, {"answer_tokens": float(mask.sum()), "input_tokens": float(batch["attention_mask"].sum())}
 
 
@@ -90,7 +90,7 @@ def build_sft_dataset(config: SFTConfig):
     ds = ray.data.from_items([{"start": s, "n": n} for s, n in blocks], override_num_blocks=len(blocks))
     ds = ds.flat_map(render)
     ds = ds.map_batches(_Tokenize, fn_constructor_kwargs={"model_path": config.model},
-                        batch_size=256, concurrency=1, batch_format="numpy")
+                        batch_size=256, compute=ray.data.ActorPoolStrategy(size=1), batch_format="numpy")
     return ds.materialize()
 
 
@@ -102,7 +102,8 @@ def sft_worker(config_dict: dict) -> None:
     model, processor = load_model_and_processor(config.model)
     if config.freeze_vision_tower:
         model.model.vision_tower.requires_grad_(False)
-    parts = LoopParts("sft", sft_loss, make_sft_collate(processor))
+    parts = LoopParts("sft", sft_loss, make_sft_collate(processor),
+                      count_tokens=lambda batch: int(batch["attention_mask"].sum()))
     run_training(config, model, processor, parts, metrics_path=str(Path(config.out) / "metrics.jsonl"))
 
 

@@ -118,6 +118,9 @@ def sample_vqa(scene: Scene, rng: random.Random, n: int) -> list[VQAItem]:
         if item.question not in seen:
             seen.add(item.question)
             items.append(item)
+    # Existence questions first: asked after "what color are the cars?", "is there a car?" could be
+    # answered from the conversation (mentioned = present) instead of from the image.
+    items.sort(key=lambda item: item.kind != "existence")
     return items
 
 

@@ -1,0 +1,88 @@
+"""`jobs/train.py` / `rlhfv train`: DDPO (RLHF-V eq. 5) on Ray Train + DeepSpeed over preference shards.
+
+The driver checks the shards against the policy's initial model (their reference log-probs must come
+from it), reads them with Ray Data and hands them to a TorchTrainer; every worker streams its split
+(`get_dataset_shard` + `iter_torch_batches`, equal-sized so no rank waits at a collective) through the
+shared loop with the DDPO loss. gamma = 1 gives vanilla DPO on the same pairs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from rlhfv_ray.config import StrictModel, save_resolved_config
+from rlhfv_ray.data.shards import check_shards_match_model, shard_files
+from rlhfv_ray.training.config import OptimConfig, RayConfig, TrainSection
+from rlhfv_ray.training.ddpo import DDPOParams, PairLogps, ddpo_loss
+
+
+class DDPOSection(TrainSection):
+    ddpo: DDPOParams = DDPOParams()
+    optim: OptimConfig = OptimConfig(lr=1e-5, warmup_steps=5, max_steps=100, global_batch_size=32,
+                                     micro_batch_size=16)
+    log_every: int = Field(5, gt=0)
+
+
+class DDPOConfig(DDPOSection):
+    model: str  # the policy's initial model = the reference model the shards were built with
+    shards: str  # output dir of build-shards
+    out: str  # the aligned save_pretrained dir
+    ray: RayConfig = RayConfig()
+    run_name: str | None = None  # Ray Train run; rerunning the same name resumes it
+
+
+def make_ddpo_loss(params: DDPOParams):
+    from rlhfv_ray.data.batching import pair_token_logps
+
+    def loss_fn(model, batch: dict):
+        policy, chosen_mask, rejected_mask = pair_token_logps(model, batch)
+        reference = PairLogps(batch["ref_chosen_logps"], batch["ref_rejected_logps"])
+        return ddpo_loss(policy, reference, chosen_mask, rejected_mask,
+                         batch["chosen_corrected"], batch["rejected_corrected"], params)
+
+    return loss_fn
+
+
+def make_pair_collate(processor):
+    from rlhfv_ray.data.batching import pair_batch
+
+    return lambda rows: pair_batch(rows, processor)
+
+
+def ddpo_worker(config_dict: dict) -> None:
+    from rlhfv_ray.model.io import load_model_and_processor
+    from rlhfv_ray.training.loop import LoopParts, run_training
+
+    config = DDPOConfig.model_validate(config_dict)
+    model, processor = load_model_and_processor(config.model)
+    if config.freeze_vision_tower:
+        model.model.vision_tower.requires_grad_(False)
+    parts = LoopParts("ddpo", make_ddpo_loss(config.ddpo), make_pair_collate(processor),
+                      count_tokens=lambda b: int(b["chosen_attention_mask"].sum() + b["rejected_attention_mask"].sum()))
+    run_training(config, model, processor, parts, metrics_path=str(Path(config.out) / "metrics.jsonl"))
+
+
+def load_shard_dataset(shards: str, model: str):
+    """The shards as a Ray Dataset, after refusing shards built with another reference model."""
+    import ray.data
+
+    check_shards_match_model(shards, model)
+    # Materialized before the trainer starts: when the workers hold every CPU of the cluster (2
+    # workers x 1 CPU here), lazy read tasks would wait for a CPU forever. Shards are small (token
+    # ids and per-token floats; images are PNG bytes), so they fit the object store.
+    return ray.data.read_parquet(shard_files(shards)).materialize()
+
+
+def run_train(config: DDPOConfig) -> Path:
+    from rlhfv_ray.training.trainer import fit_and_export, init_ray
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.jsonl").unlink(missing_ok=True)
+    save_resolved_config(config, out)
+    init_ray(config.ray)
+    dataset = load_shard_dataset(config.shards, config.model)
+    fit_and_export(ddpo_worker, config, {"train": dataset}, out, default_name="ddpo")
+    return out
