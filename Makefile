@@ -32,6 +32,8 @@ test: install
 bench: install
 	$(BIN)/pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python benchmarks/sft_throughput.py
+	$(BIN)/python benchmarks/serve_throughput.py
+	$(BIN)/python benchmarks/serve_fault.py
 
 clean:
 	rm -rf runs .pytest_cache

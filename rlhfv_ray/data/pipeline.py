@@ -176,11 +176,17 @@ def build_shards(config: ShardConfig) -> dict:
                                                 min_match=config.min_match,
                                                 weight_insertions=config.weight_insertions),
         batch_size=64, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=1)).materialize()
-    statuses = prepared.select_columns(["status"]).to_pandas()["status"]
+    # an input with no rows yields no batches, hence no columns: count it as read 0, not an error
+    empty = prepared.count() == 0
+    statuses = pd.Series([], dtype=object) if empty else prepared.select_columns(["status"]).to_pandas()["status"]
     read = len(statuses)
     rejects_by_reason = dict(Counter(s for s in statuses if s != OK))
-    rejects = prepared.filter(lambda r: r["status"] != OK).select_columns(["idx", "status", "message"])
-    rejects_frame = rejects.to_pandas().rename(columns={"status": "reason"})
+    if empty:
+        rejects_frame = pd.DataFrame({"idx": pd.Series([], dtype="int64"), "reason": pd.Series([], dtype=object),
+                                      "message": pd.Series([], dtype=object)})
+    else:
+        rejects = prepared.filter(lambda r: r["status"] != OK).select_columns(["idx", "status", "message"])
+        rejects_frame = rejects.to_pandas().rename(columns={"status": "reason"})
     rejects_frame.to_parquet(out / REJECTS_NAME, index=False)
 
     good = prepared.filter(lambda r: r["status"] == OK).select_columns(SHARD_COLUMNS)
