@@ -96,10 +96,11 @@ def _embed_with_cells(model, input_ids: torch.Tensor, cell_ids: torch.Tensor) ->
 
 
 def _conversations(scenes: list[Scene], n: int, seed: int) -> list[list[tuple[str, str]]]:
-    """`n` VQA questions about each scene and a clean description of it. Half of the conversations
-    put the description first (captions are first turns in use), half last: with the description
-    always first, the questions were learnt as reading it rather than the image (VQA 0.64 vs 0.73),
-    with it always last, descriptions were learnt worse (object recall 0.69 vs 0.94)."""
+    """`n` VQA questions about each scene and a clean description of it, half with the description
+    first (captions are first turns in use), half with it last. Measured on the SFT base (400 SFT
+    steps, benchmark of 300 scenes): description always first: recall 0.94, VQA 0.64 (questions
+    answered by reading the description, not the image); always last: recall 0.69, VQA 0.73;
+    half/half: recall 0.91, VQA 0.57. Next to try: descriptions as sequences of their own."""
     rng = random.Random(seed)
     out = []
     for i, scene in enumerate(scenes):
