@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from pydantic import Field
 
-from rlhfv_ray.config import StrictModel, save_resolved_config
+from rlhfv_ray.config import StrictModel
 from rlhfv_ray.images import decode_image
 from rlhfv_ray.model.encoding import encode_conversations, pad_lm_batch, pixel_values
 from rlhfv_ray.model.io import load_model_and_processor, load_processor
@@ -97,6 +97,7 @@ def build_sft_dataset(config: SFTConfig):
 def sft_worker(config_dict: dict) -> None:
     """Ray Train worker entry point: rebuild the typed config, build parts, run the shared loop."""
     from rlhfv_ray.training.loop import LoopParts, run_training
+    from rlhfv_ray.training.trainer import METRICS_FILE
 
     config = SFTConfig.model_validate(config_dict)
     model, processor = load_model_and_processor(config.model)
@@ -104,18 +105,14 @@ def sft_worker(config_dict: dict) -> None:
         model.model.vision_tower.requires_grad_(False)
     parts = LoopParts("sft", sft_loss, make_sft_collate(processor),
                       count_tokens=lambda batch: int(batch["attention_mask"].sum()))
-    run_training(config, model, processor, parts, metrics_path=str(Path(config.out) / "metrics.jsonl"))
+    run_training(config, model, processor, parts, metrics_path=str(Path(config.out) / METRICS_FILE))
 
 
 def run_sft(config: SFTConfig) -> Path:
     """Build the corpus, train on Ray Train, and write the model to `config.out`."""
-    from rlhfv_ray.training.trainer import fit_and_export, init_ray
+    from rlhfv_ray.training.trainer import fit_and_export, start_run
 
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.jsonl").unlink(missing_ok=True)
-    save_resolved_config(config, out)
-    init_ray(config.ray)
+    out = start_run(config, config.out)
     dataset = build_sft_dataset(config)
     stats = corpus_stats(dataset.select_columns(["task", "kind"]).iter_rows())
     (out / "corpus_stats.json").write_text(json.dumps(stats, indent=2))

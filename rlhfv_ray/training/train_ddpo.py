@@ -12,7 +12,6 @@ from pathlib import Path
 
 from pydantic import Field
 
-from rlhfv_ray.config import StrictModel, save_resolved_config
 from rlhfv_ray.data.shards import check_shards_match_model, shard_files
 from rlhfv_ray.training.config import OptimConfig, RayConfig, TrainSection
 from rlhfv_ray.training.ddpo import DDPOParams, PairLogps, ddpo_loss
@@ -54,6 +53,7 @@ def make_pair_collate(processor):
 def ddpo_worker(config_dict: dict) -> None:
     from rlhfv_ray.model.io import load_model_and_processor
     from rlhfv_ray.training.loop import LoopParts, run_training
+    from rlhfv_ray.training.trainer import METRICS_FILE
 
     config = DDPOConfig.model_validate(config_dict)
     model, processor = load_model_and_processor(config.model)
@@ -61,7 +61,7 @@ def ddpo_worker(config_dict: dict) -> None:
         model.model.vision_tower.requires_grad_(False)
     parts = LoopParts("ddpo", make_ddpo_loss(config.ddpo), make_pair_collate(processor),
                       count_tokens=lambda b: int(b["chosen_attention_mask"].sum() + b["rejected_attention_mask"].sum()))
-    run_training(config, model, processor, parts, metrics_path=str(Path(config.out) / "metrics.jsonl"))
+    run_training(config, model, processor, parts, metrics_path=str(Path(config.out) / METRICS_FILE))
 
 
 def load_shard_dataset(shards: str, model: str):
@@ -76,13 +76,9 @@ def load_shard_dataset(shards: str, model: str):
 
 
 def run_train(config: DDPOConfig) -> Path:
-    from rlhfv_ray.training.trainer import fit_and_export, init_ray
+    from rlhfv_ray.training.trainer import fit_and_export, start_run
 
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.jsonl").unlink(missing_ok=True)
-    save_resolved_config(config, out)
-    init_ray(config.ray)
+    out = start_run(config, config.out)
     dataset = load_shard_dataset(config.shards, config.model)
     fit_and_export(ddpo_worker, config, {"train": dataset}, out, default_name="ddpo")
     return out

@@ -26,6 +26,22 @@ def init_ray(config: RayConfig) -> None:
         ray.init(num_cpus=config.num_cpus, include_dashboard=False)
 
 
+METRICS_FILE = "metrics.jsonl"
+
+
+def start_run(config, out: str) -> Path:
+    """What every training driver does first: the output dir with the resolved config, last run's
+    metrics removed (rank 0 appends to them), and Ray connected."""
+    from rlhfv_ray.config import save_resolved_config
+
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / METRICS_FILE).unlink(missing_ok=True)
+    save_resolved_config(config, out_dir)
+    init_ray(config.ray)
+    return out_dir
+
+
 def default_run_name(prefix: str, config: TrainSection) -> str:
     """`prefix-<hash of the config>`: rerunning the same config resumes its run, a changed config
     starts a new one. Ray settings do not change what is trained, so they are left out."""
