@@ -55,3 +55,18 @@ def tiny_model_dir(tmp_path_factory):
                                "eval_scenes": 0}})
     build_initial_model(config, log=lambda *_: None)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(ray_session, tiny_model_dir, tmp_path_factory):
+    """DDPO shards of 16 preference pairs, with `tiny_model_dir` as the reference model."""
+    import pandas as pd
+    from factories import preference_record
+
+    from rlhfv_ray.data.pipeline import ShardConfig, build_shards
+
+    tmp = tmp_path_factory.mktemp("ddpo_shards")
+    pd.DataFrame([preference_record(i) for i in range(16)]).to_parquet(tmp / "pairs.parquet")
+    build_shards(ShardConfig(input=[str(tmp / "pairs.parquet")], model=str(tiny_model_dir), out=str(tmp / "shards"),
+                             rows_per_shard=8))
+    return tmp / "shards"

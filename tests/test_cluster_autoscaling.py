@@ -63,14 +63,24 @@ def test_gpu_demand_adds_a100_nodes_and_idle_nodes_are_removed(tmp_path):
         assert not head_ids & {r["node_id"] for r in records}
 
         # Demand gone: after the idle timeout (6 s) the autoscaler terminates both nodes, as idle.
-        cluster.wait_for(lambda: cluster.worker_nodes() == [], timeout=60 * IDLE_TIMEOUT_MINUTES + 60,
+        # The deadline only bounds a failing run (a loaded machine slows the monitor's rounds).
+        removal_deadline = 60 * IDLE_TIMEOUT_MINUTES + 180
+        cluster.wait_for(lambda: cluster.worker_nodes() == [], timeout=removal_deadline,
                          what="the idle A100 nodes to be removed")
-        # Ray's own account of it. At least two: Ray Train asks twice (its placement group, and
+        # Ray's own account of it, from the monitor's event summary (written in its next round, so
+        # waited for too). At least two: Ray Train asks twice (its placement group, and
         # `request_resources` from its scaling policy), so the autoscaler may launch a third node
         # before the group is placed, and remove it again (over max_workers, or as idle).
+        added = rf"Adding (\d+) node\(s\) of type {a100_type}\."
+        removed_idle = rf"Removing (\d+) nodes of type {a100_type} \(idle\)\."
+        try:
+            cluster.wait_for(lambda: _count(_autoscaler_events(cluster), removed_idle) >= 2, timeout=60,
+                             what="the monitor to log the idle removals")
+        except TimeoutError:
+            pass  # the assertions below show what the monitor did log
         events = _autoscaler_events(cluster)
-        assert _count(events, rf"Adding (\d+) node\(s\) of type {a100_type}\.") >= 2, events
-        assert _count(events, rf"Removing (\d+) nodes of type {a100_type} \(idle\)\.") >= 2, events
+        assert _count(events, added) >= 2, events
+        assert _count(events, removed_idle) >= 2, events
 
 
 def _autoscaler_events(cluster: LocalRayCluster) -> list[str]:

@@ -18,6 +18,7 @@ from ray.autoscaler._private.util import prepare_config, validate_config
 from rlhfv_ray.cluster.autoscale import FAKE_HEAD_TYPE, fake_autoscaling_config, gpu_node_types, load_cluster_config
 from rlhfv_ray.config import load_config
 from rlhfv_ray.training.sft import SFTConfig
+from rlhfv_ray.training.train_ddpo import DDPOConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 A100_INSTANCES = {"p4d.24xlarge": 8, "p4de.24xlarge": 8}  # AWS instance type -> A100 GPUs
@@ -101,9 +102,13 @@ def test_setup_installs_the_project_with_cuda_torch(cluster):
     assert ".venv" in cluster["rsync_exclude"]  # the local (CPU) venv is never shipped
 
 
-def test_cluster_sft_config_fits_the_a100_nodes(cluster):
-    """configs/cluster/sft_a100.yaml loads as the SFT job's config and its scale fits cluster.yaml."""
-    config = load_config(SFTConfig, str(ROOT / "configs/cluster/sft_a100.yaml"), [])
+@pytest.mark.parametrize("config_class, name, paths", [
+    (SFTConfig, "sft_a100.yaml", ("model", "out")),
+    (DDPOConfig, "train_a100.yaml", ("model", "shards", "out")),
+])
+def test_cluster_training_configs_fit_the_a100_nodes(cluster, config_class, name, paths):
+    """configs/cluster/{sft,train}_a100.yaml load as their job's config and their scale fits cluster.yaml."""
+    config = load_config(config_class, str(ROOT / "configs/cluster" / name), [])
     a100 = next(iter(gpu_node_types(cluster).values()))
     gpus_per_node = a100["resources"]["GPU"]
     assert config.scaling.use_gpu
@@ -111,8 +116,8 @@ def test_cluster_sft_config_fits_the_a100_nodes(cluster):
     assert config.scaling.cpus_per_worker * gpus_per_node <= a100["resources"]["CPU"]
     # checkpoints go to storage every node reaches: a URI (s3://...), not a node's local disk
     assert re.match(r"^[a-z0-9]+://", config.checkpoint.storage_path)
-    for path in (config.model, config.out):
-        assert path.startswith("/mnt/shared/")  # the shared mount of cluster.yaml
+    for field in paths:
+        assert getattr(config, field).startswith("/mnt/shared/")  # the shared mount of cluster.yaml
     assert any("/mnt/shared:/mnt/shared" in option for option in cluster["docker"]["run_options"])
 
 

@@ -2,25 +2,13 @@
 
 import json
 
-import pandas as pd
 import pytest
-from factories import preference_record
 from transformers import AutoModelForImageTextToText
 
 from rlhfv_ray.config import RESOLVED_CONFIG_NAME
-from rlhfv_ray.data.pipeline import ShardConfig, build_shards
 from rlhfv_ray.training.train_ddpo import DDPOConfig, run_train
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def shards(ray_session, tiny_model_dir, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ddpo_shards")
-    pd.DataFrame([preference_record(i) for i in range(16)]).to_parquet(tmp / "pairs.parquet")
-    build_shards(ShardConfig(input=[str(tmp / "pairs.parquet")], model=str(tiny_model_dir), out=str(tmp / "shards"),
-                             rows_per_shard=8))
-    return tmp / "shards"
 
 
 def ddpo_config(model, shards, tmp_path, name: str, steps: int = 4, **extra) -> DDPOConfig:
@@ -38,8 +26,8 @@ def metrics(out) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def test_ddpo_trains_on_two_workers_and_exports(shards, tiny_model_dir, tmp_path):
-    out = run_train(ddpo_config(tiny_model_dir, shards, tmp_path, "ddpo-2w"))
+def test_ddpo_trains_on_two_workers_and_exports(tiny_shards, tiny_model_dir, tmp_path):
+    out = run_train(ddpo_config(tiny_model_dir, tiny_shards, tmp_path, "ddpo-2w"))
     records = metrics(out)
     assert [r["step"] for r in records] == [1, 2, 3, 4]
     for key in ("loss", "reward_accuracy", "chosen_reward", "rejected_reward", "reward_margin",
@@ -51,3 +39,4 @@ def test_ddpo_trains_on_two_workers_and_exports(shards, tiny_model_dir, tmp_path
     assert 0 < records[-1]["corrected_token_share"] < 0.2
     AutoModelForImageTextToText.from_pretrained(out)
     assert (out / RESOLVED_CONFIG_NAME).exists()
+
