@@ -34,6 +34,7 @@ bench: install
 	$(BIN)/python benchmarks/sft_throughput.py
 	$(BIN)/python benchmarks/serve_throughput.py
 	$(BIN)/python benchmarks/serve_fault.py
+	$(BIN)/python benchmarks/pipeline_throughput.py
 
 clean:
 	rm -rf runs .pytest_cache

@@ -69,3 +69,26 @@ def test_resolved_config_round_trips(tmp_path):
     config = load_config(Outer, None, ["train.lr=0.25"])
     path = save_resolved_config(config, tmp_path)
     assert load_config(Outer, path) == config
+
+
+def test_workers_get_absolute_local_paths_and_untouched_hub_ids(tmp_path, monkeypatch):
+    """Ray Train workers run in their own working directory: relative local paths would miss."""
+    from rlhfv_ray.training.train_ddpo import DDPOConfig
+    from rlhfv_ray.training.trainer import worker_config
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "base").mkdir()
+    local = worker_config(DDPOConfig(model="base", shards="s3://bucket/shards", out="runs/ddpo"))
+    assert local["model"] == str(tmp_path / "base")
+    assert local["shards"] == "s3://bucket/shards"
+    assert local["out"] == str(tmp_path / "runs" / "ddpo")
+    hub = worker_config(DDPOConfig(model="llava-hf/llava-1.5-7b-hf", shards="shards", out="/abs/out"))
+    assert hub["model"] == "llava-hf/llava-1.5-7b-hf" and hub["shards"] == "shards" and hub["out"] == "/abs/out"
+
+
+def test_partial_ddpo_optim_overrides_keep_the_ddpo_defaults():
+    from rlhfv_ray.training.train_ddpo import DDPO_OPTIM, DDPOSection
+
+    optim = DDPOSection.model_validate({"optim": {"lr": 2e-5}}).optim
+    assert optim.lr == 2e-5
+    assert optim.model_dump(exclude={"lr"}) == DDPO_OPTIM.model_dump(exclude={"lr"})

@@ -6,6 +6,8 @@ import io
 import json
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 from PIL import Image
@@ -74,11 +76,17 @@ def test_bad_rows_are_rejected_with_reasons_and_counted(ray_session, tiny_model_
 
 def test_reference_logps_equal_the_trainers_forward(ray_session, tiny_model_dir, tmp_path):
     pd.DataFrame([good_record(i) for i in range(5)]).to_parquet(tmp_path / "in.parquet")
+    # as many reference actors as the session has CPUs: the pipeline must still get its other work done
     config = ShardConfig(input=[str(tmp_path / "in.parquet")], model=str(tiny_model_dir), out=str(tmp_path / "s"),
-                         reference_batch_size=2)
+                         reference_batch_size=2, reference_actors=2)
     build_shards(config)
     check_shards_match_model(tmp_path / "s", tiny_model_dir)
     shard = pd.concat(pd.read_parquet(f) for f in shard_files(tmp_path / "s")).reset_index(drop=True)
+    # per-token columns are plain lists any parquet reader iterates, one length per answer
+    table = pq.read_table(shard_files(tmp_path / "s"))
+    for column in ("chosen_ids", "ref_chosen_logps", "chosen_corrected"):
+        assert pa.types.is_list(table.schema.field(column).type), table.schema
+    assert len({len(ids) for ids in shard["chosen_ids"]}) == 2  # odd records have a second sentence
     # a corrected segment was found: "red" -> "blue", one token on each side
     assert all(sum(m) == 1 for m in shard["chosen_corrected"]) and all(shard["n_segments"] == 1)
 

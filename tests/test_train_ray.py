@@ -40,3 +40,17 @@ def test_ddpo_trains_on_two_workers_and_exports(tiny_shards, tiny_model_dir, tmp
     AutoModelForImageTextToText.from_pretrained(out)
     assert (out / RESOLVED_CONFIG_NAME).exists()
 
+
+def test_max_pairs_keeps_the_first_pairs_in_shard_file_order(tiny_shards, tiny_model_dir, tmp_path):
+    import pyarrow.parquet as pq
+
+    from rlhfv_ray.data.shards import shard_files
+    from rlhfv_ray.training.train_ddpo import load_shard_dataset
+
+    in_file_order = [i for f in shard_files(tiny_shards) for i in pq.read_table(f, columns=["idx"])["idx"].to_pylist()]
+    for _ in range(2):  # the same pairs on every call, not the first read task to finish
+        subset = load_shard_dataset(str(tiny_shards), str(tiny_model_dir), max_pairs=11)
+        assert [r["idx"] for r in subset.take_all()] == in_file_order[:11]
+    assert load_shard_dataset(str(tiny_shards), str(tiny_model_dir), max_pairs=100).count() == 16
+    with pytest.raises(ValueError):
+        ddpo_config(tiny_model_dir, tiny_shards, tmp_path, "none", max_pairs=0)

@@ -94,6 +94,29 @@ def test_oracle_leaves_correct_and_unreadable_text_alone(street_scene, street_ca
     assert annotation.chosen == garbled and annotation.unreadable_sentences == 1
 
 
+def test_oracle_never_repeats_a_sentence_when_fixing_a_second_mention(street_scene, street_caption):
+    # The cars are described right; a second car sentence is wrong in every field. Fixing its fields
+    # would repeat the first sentence: the oracle describes what is in its cell (the kite, if no
+    # other sentence does) or removes it.
+    without_kite = street_caption.replace(" One blue kite is at the middle right.", "")
+    second_car = " Four green cars are at the middle right."
+    annotation = annotate(street_scene, without_kite + second_car)
+    assert annotation.chosen == without_kite + " One blue kite is at the middle right."
+    annotation = annotate(street_scene, street_caption + second_car)  # the kite is described already
+    assert annotation.chosen == street_caption
+    assert [c.corrected for c in annotation.corrections] == [""]
+
+
+def test_oracle_fixes_fields_in_place_before_replacing_an_absent_object(street_scene, street_caption):
+    # "sign" (absent) sits in the kite's cell and comes first; the kite sentence has a wrong color.
+    # The kite sentence is fixed in place, so the sign sentence is removed, not turned into a kite.
+    response = ("A street scene. One green sign is at the middle right. Two red cars are at the top left. "
+                "One red kite is at the middle right. Three yellow buses are at the bottom center.")
+    annotation = annotate(street_scene, response)
+    assert annotation.chosen == ("A street scene. Two red cars are at the top left. One blue kite is at the "
+                                 "middle right. Three yellow buses are at the bottom center.")
+
+
 def test_oracle_output_is_always_judged_clean():
     params = WorldParams(noise=NoiseRates(1.0, 1.0, 1.0, 1.0))
     for seed in range(400):
@@ -101,6 +124,8 @@ def test_oracle_output_is_always_judged_clean():
         caption = noisy_caption(scene, params.noise, random.Random(seed))
         chosen = annotate(scene, caption.text).chosen
         assert judge_response(scene, chosen).error_types == set()
+        sentences = [s.text for s in judge_response(scene, chosen).parsed.sentences]
+        assert len(sentences) == len(set(sentences)), chosen
 
 
 def test_noise_off_gives_clean_captions_and_full_noise_fires_every_trigger():

@@ -32,7 +32,7 @@ DS_NAME = "scene-world"
 
 
 class FeedbackSection(StrictModel):
-    scenes: int = Field(2600, gt=0)
+    scenes: int = Field(3300, gt=0)  # about 1.4k pairs (the paper's size) at the SFT base's hallucination rate
     first_index: int = Field(0, ge=0)  # scenes [first_index, first_index + scenes) of the feedback split
     batch_size: int = Field(64, gt=0)
     actors: int = Field(1, ge=1)

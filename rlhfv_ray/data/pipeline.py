@@ -134,12 +134,14 @@ class ReferenceLogps:
         self.model.eval()
 
     @torch.inference_mode()
-    def __call__(self, batch: dict) -> dict:
+    def __call__(self, batch: dict):
         tensors = self._pair_batch(batch, self.processor)
         logps, chosen_mask, rejected_mask = self._pair_token_logps(self.model, tensors)
         batch["ref_chosen_logps"] = self._answer_values(logps.chosen, chosen_mask)
         batch["ref_rejected_logps"] = self._answer_values(logps.rejected, rejected_mask)
-        return batch
+        # the shard table is built here, not in a task after the pool: actors holding every CPU
+        # would leave no CPU for that task (reference_actors = cluster CPUs hung)
+        return _plain_list_columns(batch)
 
 
 # per-token columns: Ray stores equal-length rows as its own tensor extension type, which other
@@ -149,15 +151,21 @@ LIST_COLUMNS = {"prompt_ids": "int32", "chosen_ids": "int32", "rejected_ids": "i
                 "ref_chosen_logps": "float32", "ref_rejected_logps": "float32"}
 
 
-def _plain_list_columns(table):
+def _plain_list_columns(batch: dict):
+    """A numpy batch (Ray has turned its tensor columns into arrays per row) as a pyarrow table with
+    plain list columns."""
     import numpy as np
     import pyarrow as pa
 
-    for name, dtype in LIST_COLUMNS.items():
-        values = [np.asarray(row, dtype=dtype).tolist() for row in table.column(name).to_numpy(zero_copy_only=False)]
-        index = table.schema.get_field_index(name)
-        table = table.set_column(index, name, pa.array(values, type=pa.list_(pa.from_numpy_dtype(dtype))))
-    return table
+    columns = {}
+    for name, values in batch.items():
+        if name in LIST_COLUMNS:
+            dtype = LIST_COLUMNS[name]
+            columns[name] = pa.array([np.asarray(row, dtype=dtype).tolist() for row in values],
+                                     type=pa.list_(pa.from_numpy_dtype(np.dtype(dtype))))
+        else:
+            columns[name] = pa.array(list(values))
+    return pa.table(columns)
 
 
 def build_shards(config: ShardConfig) -> dict:
@@ -189,7 +197,8 @@ def build_shards(config: ShardConfig) -> dict:
         rejects_frame = rejects.to_pandas().rename(columns={"status": "reason"})
     rejects_frame.to_parquet(out / REJECTS_NAME, index=False)
 
-    good = prepared.filter(lambda r: r["status"] == OK).select_columns(SHARD_COLUMNS)
+    # materialized before the reference pool starts, for the same reason as in ReferenceLogps
+    good = prepared.filter(lambda r: r["status"] == OK).select_columns(SHARD_COLUMNS).materialize()
     sharded = read - len(rejects_frame)
     if sharded:
         with_reference = good.map_batches(
@@ -197,7 +206,6 @@ def build_shards(config: ShardConfig) -> dict:
             batch_size=config.reference_batch_size, compute=ray.data.ActorPoolStrategy(size=config.reference_actors),
             batch_format="numpy")
         shards_dir = out / SHARDS_SUBDIR
-        with_reference = with_reference.map_batches(_plain_list_columns, batch_format="pyarrow")
         with_reference.repartition(max(1, math.ceil(sharded / config.rows_per_shard))).write_parquet(str(shards_dir))
     summary = {
         "schema_version": SCHEMA_VERSION,

@@ -10,18 +10,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from rlhfv_ray.data.shards import check_shards_match_model, shard_files
 from rlhfv_ray.training.config import OptimConfig, RayConfig, TrainSection
 from rlhfv_ray.training.ddpo import DDPOParams, PairLogps, ddpo_loss
 
 
+DDPO_OPTIM = OptimConfig(lr=1e-5, warmup_steps=5, max_steps=100, global_batch_size=32, micro_batch_size=16)
+
+
 class DDPOSection(TrainSection):
     ddpo: DDPOParams = DDPOParams()
-    optim: OptimConfig = OptimConfig(lr=1e-5, warmup_steps=5, max_steps=100, global_batch_size=32,
-                                     micro_batch_size=16)
+    optim: OptimConfig = DDPO_OPTIM
     log_every: int = Field(5, gt=0)
+    # Train on only the first `max_pairs` pairs (shard file order, the same pairs on every run), for
+    # data-scaling curves (paper Fig. 2); null uses them all, as does a value above the shards' count.
+    max_pairs: int | None = Field(None, gt=0)
+
+    @field_validator("optim", mode="before")
+    @classmethod
+    def _partial_optim_keeps_ddpo_defaults(cls, value):
+        # `optim: {lr: 2e-5}` changes the lr of DDPO's defaults, not of the generic (SFT) ones
+        return {**DDPO_OPTIM.model_dump(), **value} if isinstance(value, dict) else value
 
 
 class DDPOConfig(DDPOSection):
@@ -64,21 +75,37 @@ def ddpo_worker(config_dict: dict) -> None:
     run_training(config, model, processor, parts, metrics_path=str(Path(config.out) / METRICS_FILE))
 
 
-def load_shard_dataset(shards: str, model: str):
-    """The shards as a Ray Dataset, after refusing shards built with another reference model."""
+def load_shard_dataset(shards: str, model: str, max_pairs: int | None = None):
+    """The shards as a Ray Dataset, after refusing shards built with another reference model;
+    only their first `max_pairs` pairs (in shard file order) when it is set."""
     import ray.data
 
     check_shards_match_model(shards, model)
     # Materialized before the trainer starts: when the workers hold every CPU of the cluster (2
     # workers x 1 CPU here), lazy read tasks would wait for a CPU forever. Shards are small (token
     # ids and per-token floats; images are PNG bytes), so they fit the object store.
-    return ray.data.read_parquet(shard_files(shards)).materialize()
+    if max_pairs is None:
+        return ray.data.read_parquet(shard_files(shards)).materialize()
+    # "The first N pairs" must be the same N on every run: blocks are kept in file order rather
+    # than in the order the read tasks happen to finish (the driver's setting, restored after).
+    options = ray.data.DataContext.get_current().execution_options
+    preserve_order, options.preserve_order = options.preserve_order, True
+    try:
+        dataset = ray.data.read_parquet(shard_files(shards)).materialize()
+        available = dataset.count()  # from block metadata: no data is read
+        if max_pairs >= available:
+            print(f"train: max_pairs={max_pairs} >= the {available} pairs of {shards}: using all of them")
+            return dataset
+        print(f"train: using the first {max_pairs} of the {available} pairs of {shards}")
+        return dataset.limit(max_pairs).materialize()
+    finally:
+        options.preserve_order = preserve_order
 
 
 def run_train(config: DDPOConfig) -> Path:
     from rlhfv_ray.training.trainer import fit_and_export, start_run
 
     out = start_run(config, config.out)
-    dataset = load_shard_dataset(config.shards, config.model)
+    dataset = load_shard_dataset(config.shards, config.model, config.max_pairs)
     fit_and_export(ddpo_worker, config, {"train": dataset}, out, default_name="ddpo")
     return out

@@ -54,6 +54,17 @@ def storage_uri(path: str) -> str:
     return path if "://" in path else str(Path(path).resolve())
 
 
+def worker_config(config: TrainSection) -> dict:
+    """The config as the workers get it: local paths made absolute, since Ray Train workers run in
+    their own working directory (rank 0 writes metrics under `out`; hub ids and URIs stay as they are)."""
+    values = config.model_dump(mode="json")
+    for field in ("model", "shards", "out"):
+        path = values.get(field)
+        if path and "://" not in path and (field == "out" or Path(path).exists()):
+            values[field] = str(Path(path).resolve())
+    return values
+
+
 def fit_and_export(worker_fn: Callable[[dict], None], config: TrainSection, datasets: dict, out: Path,
                    default_name: str):
     """Run `worker_fn` on `config.scaling.num_workers` Ray Train workers; copy the final
@@ -68,7 +79,7 @@ def fit_and_export(worker_fn: Callable[[dict], None], config: TrainSection, data
     run_name = getattr(config, "run_name", None) or default_run_name(default_name, config)
     trainer = TorchTrainer(
         worker_fn,
-        train_loop_config=config.model_dump(mode="json"),
+        train_loop_config=worker_config(config),
         scaling_config=ScalingConfig(num_workers=scaling.num_workers, use_gpu=scaling.use_gpu,
                                      resources_per_worker=resources),
         run_config=RunConfig(

@@ -1,0 +1,221 @@
+"""Shard pipeline throughput (pairs/s) with 1 and 2 reference actors side by side, the alignment step
+alone, and the DDPO trainer's consumption rate for comparison (issue 3).
+
+    python benchmarks/pipeline_throughput.py [--model DIR] [--pairs 200] [--repeats 3]
+        [--ddpo-metrics RUN/metrics.jsonl] [--feedback FEEDBACK_DIR [--feedback-only]]
+        [--ray-cpus 3] [--out pipeline_throughput.json  (under benchmarks/results/)]
+
+One local Ray is started once and its start-up is not timed. It gets --ray-cpus 3 logical CPUs (on
+a 2-core machine): with 2 the 2-actor build hangs, since both reference actors hold a CPU each and
+the Filter task that feeds them never gets one (Ray Data: "backpressured ... budget cpu=0"). The
+third slot only runs the short filter / convert / write tasks. One warm-up build, then the 1- and
+2-actor builds alternate (A B A B ...) so a change in the machine's load hits both alike. A timed
+build is a whole `build_shards` call: it includes starting the stage actors and loading the model
+in them, which every real `rlhfv build-shards` pays too. Figures are medians over the repeats.
+Without --ddpo-metrics a short DDPO job (2 workers x 1 CPU) trains on the shards just built.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+# serve_common puts the checkout on sys.path and sets DS_ACCELERATOR / RAY_USAGE_STATS_ENABLED;
+# its environment() and write_json() keep every benchmark JSON alike
+from serve_common import environment, write_json
+
+OUT_NAME = "pipeline_throughput.json"
+PAPER = {"words_per_answer": 64.4, "corrected_segments_per_answer": 2.65}
+
+
+def feedback_pairs(n: int) -> list[dict]:
+    """`n` records shaped like `collect-feedback`'s, without running the model (minutes on CPU): the
+    hallucinated answer is a noisy-corpus caption of a feedback-split scene (the errors the tiny
+    model learns to make), corrected by the same oracle. Only hallucinated answers become pairs,
+    as in collect-feedback. Realistic answer lengths and edits matter: they set tokenize, align
+    and reference forward costs (tests' preference_record is one short sentence with one edit)."""
+    from rlhfv_ray.data.feedback import DS_NAME
+    from rlhfv_ray.data.records import make_record
+    from rlhfv_ray.world.grammar import DESCRIPTION_PROMPTS
+    from rlhfv_ray.world.noise import noisy_caption
+    from rlhfv_ray.world.oracle import annotate
+    from rlhfv_ray.world.render import image_to_png_bytes, render_scene
+    from rlhfv_ray.world.scene import sample_scene
+    from rlhfv_ray.world.spec import NoiseRates, split_seed
+
+    records, index = [], 0
+    while len(records) < n:
+        scene = sample_scene(split_seed("feedback", index))
+        rejected = noisy_caption(scene, NoiseRates(), random.Random(index)).text
+        annotation = annotate(scene, rejected)
+        if annotation.has_hallucination:
+            records.append(make_record(
+                scene.seed, image_to_png_bytes(render_scene(scene)), DESCRIPTION_PROMPTS[index % len(DESCRIPTION_PROMPTS)],
+                annotation.chosen, annotation.rejected, ds_name=DS_NAME, origin_dataset=DS_NAME,
+                origin_split={"model": "noisy-corpus", "type": "detailed_description"},
+                image_path=f"scene_{scene.seed}.png"))
+        index += 1
+    return records
+
+
+def time_build(model: Path, pairs_file: Path, out: Path, actors: int, batch_size: int) -> dict:
+    from rlhfv_ray.data.pipeline import ShardConfig, build_shards
+
+    config = ShardConfig(input=[str(pairs_file)], model=str(model), out=str(out),
+                         reference_actors=actors, reference_batch_size=batch_size)
+    started = time.perf_counter()
+    summary = build_shards(config)
+    elapsed = time.perf_counter() - started
+    if summary["rejected"]:  # a reject would make the 1- and 2-actor runs do different work
+        raise RuntimeError(f"benchmark input was rejected: {summary['rejects_by_reason']}")
+    return {"actors": actors, "seconds": round(elapsed, 3), "pairs_per_s": summary["sharded"] / elapsed}
+
+
+def measure_pipeline(model: Path, pairs_file: Path, work: Path, repeats: int, batch_size: int) -> dict:
+    time_build(model, pairs_file, work / "warmup", 2, batch_size)  # imports, page cache, Ray worker pool
+    runs = {1: [], 2: []}
+    for repeat in range(repeats):
+        for actors in (1, 2):
+            runs[actors].append(time_build(model, pairs_file, work / f"shards_{actors}_{repeat}", actors, batch_size))
+    result = {f"{a}_actor{'s' if a > 1 else ''}": {
+        "pairs_per_s": statistics.median(r["pairs_per_s"] for r in rs),
+        "seconds": [r["seconds"] for r in rs]} for a, rs in runs.items()}
+    result["ratio_2_vs_1"] = result["2_actors"]["pairs_per_s"] / result["1_actor"]["pairs_per_s"]
+    return result
+
+
+def measure_alignment(model: Path, records: list[dict], repeats: int) -> dict:
+    """align_segments alone on the answers' token ids (tokenized as the pipeline does, not timed)."""
+    from rlhfv_ray.data.align import align_segments
+    from rlhfv_ray.model.encoding import encode_answers
+    from rlhfv_ray.model.io import load_processor
+
+    tokenizer = load_processor(model).tokenizer
+    texts = [json.loads(r["text"]) for r in records]
+    pairs = [encode_answers(tokenizer, [t["chosen"], t["rejected"]]) for t in texts]
+    rates, segments = [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        segments = [align_segments(rejected, chosen).n_replacements for chosen, rejected in pairs]
+        rates.append(len(pairs) / (time.perf_counter() - started))
+    return {"pairs_per_s": statistics.median(rates), "repeats": repeats,
+            "answer_tokens_mean": statistics.mean(len(c) + len(r) for c, r in pairs) / 2,
+            "corrected_segments_per_pair": statistics.mean(segments)}
+
+
+def median_examples_per_s(metrics_file: Path) -> dict:
+    """Median examples_per_s over the logged windows, the first (warm-up: engine, first batches)
+    dropped when there are others."""
+    records = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+    rates = [r["examples_per_s"] for r in records if "examples_per_s" in r]
+    if not rates:
+        raise SystemExit(f"{metrics_file}: no examples_per_s records")
+    kept = rates[1:] or rates
+    return {"pairs_per_s": statistics.median(kept), "windows": len(kept), "metrics": str(metrics_file)}
+
+
+def measure_ddpo(model: Path, shards: Path, work: Path, steps: int) -> dict:
+    from rlhfv_ray.training.train_ddpo import DDPOConfig, run_train
+
+    config = DDPOConfig.model_validate({
+        "model": str(model), "shards": str(shards), "out": str(work / "ddpo"), "run_name": "bench-ddpo",
+        "scaling": {"num_workers": 2, "cpus_per_worker": 1},
+        "optim": {"warmup_steps": 0, "max_steps": steps, "global_batch_size": 8, "micro_batch_size": 4},
+        # no checkpoint inside the run: its time would land in the next step's window
+        "checkpoint": {"storage_path": str(work / "ray_results"), "every_steps": 10_000},
+        "log_every": 1})
+    out = run_train(config)
+    result = median_examples_per_s(out / "metrics.jsonl")
+    result.update(source="short DDPO run in this benchmark", workers=2, cpus_per_worker=1, steps=steps,
+                  global_batch_size=8, micro_batch_size=4, metrics="(temporary)")
+    return result
+
+
+def feedback_report(directory: str) -> dict:
+    """collect-feedback's stats.json (it computes them over the kept pairs), beside the paper's."""
+    path = Path(directory) / "stats.json"
+    if not path.exists():
+        raise SystemExit(f"{path} not found: --feedback takes the output dir of `rlhfv collect-feedback`")
+    stats = json.loads(path.read_text())
+    rows = {k: {"ours": stats[k], "paper": PAPER[k]} for k in PAPER}
+    print(f"feedback ({stats['pairs']} pairs of {stats['responses']} responses) vs paper:")
+    for key, row in rows.items():
+        print(f"  {key:32s} {row['ours']:8.2f}   paper {row['paper']:.2f}")
+    return {"dir": str(directory), "pairs": stats["pairs"], **rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="reference model dir; default: a tiny LLaVA built first")
+    parser.add_argument("--pairs", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--reference-batch-size", type=int, default=32)
+    parser.add_argument("--ray-cpus", type=int, default=3, help="must exceed 2 (the reference actors)")
+    parser.add_argument("--ddpo-metrics", help="metrics.jsonl of a DDPO run, instead of a short run here")
+    parser.add_argument("--ddpo-steps", type=int, default=10)
+    parser.add_argument("--feedback", help="collect-feedback output dir: print its stats beside the paper's")
+    parser.add_argument("--feedback-only", action="store_true", help="only print the --feedback stats")
+    parser.add_argument("--out", default=OUT_NAME, help="file name under benchmarks/results/")
+    args = parser.parse_args()
+    if args.ray_cpus <= 2:
+        parser.error("--ray-cpus must be > 2: two reference actors on two CPUs starve the filter task and hang")
+    feedback = feedback_report(args.feedback) if args.feedback else None
+    if args.feedback_only:
+        return
+
+    import pandas as pd
+    import ray
+    import ray.data
+
+    result = {"what": "pairs/s of build_shards (read -> prepare -> reference log-probs on an actor pool -> "
+                      "parquet) with 1 and 2 reference actors, of align_segments alone, and of DDPO training; "
+                      "medians over repeats",
+              "environment": environment()}
+    with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as tmp:
+        work = Path(tmp)
+        if args.model:
+            model = Path(args.model)
+        else:
+            from sft_throughput import tiny_model  # the same short-pretrained tiny LLaVA as the SFT benchmark
+            model = tiny_model(work / "model")
+        records = feedback_pairs(args.pairs)
+        pd.DataFrame(records).to_parquet(work / "pairs.parquet")
+        result["settings"] = {
+            "pairs": args.pairs, "repeats": args.repeats, "reference_batch_size": args.reference_batch_size,
+            "ray_num_cpus": args.ray_cpus,
+            "process_niceness": os.nice(0),  # on a shared machine run with `nice -n 19`; Ray's processes inherit it "model": args.model or "tiny LLaVA, pretraining cut short (sft_throughput.tiny_model)",
+            "input": "collect-feedback-shaped records: noisy-corpus captions of feedback scenes, oracle-corrected",
+            "timed_build": "whole build_shards call incl. stage actor start and model load; Ray start-up excluded"}
+        ray.init(num_cpus=args.ray_cpus, include_dashboard=False, configure_logging=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"DS_ACCELERATOR": "cpu"}})
+        try:
+            ray.data.DataContext.get_current().enable_progress_bars = False
+            result["pipeline"] = measure_pipeline(model, work / "pairs.parquet", work, args.repeats,
+                                                  args.reference_batch_size)
+            result["alignment"] = measure_alignment(model, records, repeats=max(5, args.repeats))
+            if args.ddpo_metrics:
+                result["trainer"] = {**median_examples_per_s(Path(args.ddpo_metrics)), "source": "--ddpo-metrics"}
+            else:
+                result["trainer"] = measure_ddpo(model, work / "shards_2_0", work, args.ddpo_steps)
+        finally:
+            ray.shutdown()
+    best = max(result["pipeline"]["1_actor"]["pairs_per_s"], result["pipeline"]["2_actors"]["pairs_per_s"])
+    # > 1: the pipeline makes pairs faster than training eats them (shards can be built ahead)
+    result["pipeline_vs_trainer"] = {"pipeline_best_pairs_per_s": best,
+                                     "trainer_pairs_per_s": result["trainer"]["pairs_per_s"],
+                                     "ratio": best / result["trainer"]["pairs_per_s"]}
+    if feedback:
+        result["feedback"] = feedback
+    path = write_json(args.out, result)
+    print(json.dumps({k: result[k] for k in ("pipeline", "alignment", "trainer", "pipeline_vs_trainer")}, indent=2))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
