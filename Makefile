@@ -35,6 +35,7 @@ bench: install
 	$(BIN)/python benchmarks/serve_throughput.py
 	$(BIN)/python benchmarks/serve_fault.py
 	$(BIN)/python benchmarks/pipeline_throughput.py
+	$(BIN)/python benchmarks/ddpo_throughput.py
 
 clean:
 	rm -rf runs .pytest_cache

@@ -3,12 +3,12 @@ alone, and the DDPO trainer's consumption rate for comparison (issue 3).
 
     python benchmarks/pipeline_throughput.py [--model DIR] [--pairs 200] [--repeats 3]
         [--ddpo-metrics RUN/metrics.jsonl] [--feedback FEEDBACK_DIR [--feedback-only]]
-        [--ray-cpus 3] [--out pipeline_throughput.json  (under benchmarks/results/)]
+        [--ray-cpus 2] [--out pipeline_throughput.json  (under benchmarks/results/)]
 
-One local Ray is started once and its start-up is not timed. It gets --ray-cpus 3 logical CPUs (on
-a 2-core machine): with 2 the 2-actor build hangs, since both reference actors hold a CPU each and
-the Filter task that feeds them never gets one (Ray Data: "backpressured ... budget cpu=0"). The
-third slot only runs the short filter / convert / write tasks. One warm-up build, then the 1- and
+One local Ray is started once (--ray-cpus, default 2 = this machine) and its start-up is not timed.
+Two reference actors then hold every CPU: the pipeline materializes its input before the pool and
+builds the shard table inside the actors, so it needs no other task meanwhile (this benchmark
+found the hang that happened otherwise). One warm-up build, then the 1- and
 2-actor builds alternate (A B A B ...) so a change in the machine's load hits both alike. A timed
 build is a whole `build_shards` call: it includes starting the stage actors and loading the model
 in them, which every real `rlhfv build-shards` pays too. Figures are medians over the repeats.
@@ -32,6 +32,16 @@ from serve_common import environment, write_json
 
 OUT_NAME = "pipeline_throughput.json"
 PAPER = {"words_per_answer": 64.4, "corrected_segments_per_answer": 2.65}
+
+
+def bench_model(given: str | None, work: Path) -> Path:
+    """`--model` if given, else the short-pretrained tiny LLaVA of the SFT benchmark (throughput
+    does not depend on the weights)."""
+    if given:
+        return Path(given)
+    from sft_throughput import tiny_model
+
+    return tiny_model(work / "model")
 
 
 def feedback_pairs(n: int) -> list[dict]:
@@ -156,15 +166,13 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--reference-batch-size", type=int, default=32)
-    parser.add_argument("--ray-cpus", type=int, default=3, help="must exceed 2 (the reference actors)")
+    parser.add_argument("--ray-cpus", type=int, default=2)
     parser.add_argument("--ddpo-metrics", help="metrics.jsonl of a DDPO run, instead of a short run here")
     parser.add_argument("--ddpo-steps", type=int, default=10)
     parser.add_argument("--feedback", help="collect-feedback output dir: print its stats beside the paper's")
     parser.add_argument("--feedback-only", action="store_true", help="only print the --feedback stats")
     parser.add_argument("--out", default=OUT_NAME, help="file name under benchmarks/results/")
     args = parser.parse_args()
-    if args.ray_cpus <= 2:
-        parser.error("--ray-cpus must be > 2: two reference actors on two CPUs starve the filter task and hang")
     feedback = feedback_report(args.feedback) if args.feedback else None
     if args.feedback_only:
         return
@@ -179,17 +187,14 @@ def main() -> None:
               "environment": environment()}
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as tmp:
         work = Path(tmp)
-        if args.model:
-            model = Path(args.model)
-        else:
-            from sft_throughput import tiny_model  # the same short-pretrained tiny LLaVA as the SFT benchmark
-            model = tiny_model(work / "model")
+        model = bench_model(args.model, work)
         records = feedback_pairs(args.pairs)
         pd.DataFrame(records).to_parquet(work / "pairs.parquet")
         result["settings"] = {
             "pairs": args.pairs, "repeats": args.repeats, "reference_batch_size": args.reference_batch_size,
             "ray_num_cpus": args.ray_cpus,
-            "process_niceness": os.nice(0),  # on a shared machine run with `nice -n 19`; Ray's processes inherit it "model": args.model or "tiny LLaVA, pretraining cut short (sft_throughput.tiny_model)",
+            "process_niceness": os.nice(0),  # on a shared machine run with `nice -n 19`; Ray's processes inherit it
+            "model": args.model or "tiny LLaVA, pretraining cut short (sft_throughput.tiny_model)",
             "input": "collect-feedback-shaped records: noisy-corpus captions of feedback scenes, oracle-corrected",
             "timed_build": "whole build_shards call incl. stage actor start and model load; Ray start-up excluded"}
         ray.init(num_cpus=args.ray_cpus, include_dashboard=False, configure_logging=False, log_to_driver=False,

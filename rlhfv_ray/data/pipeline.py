@@ -197,10 +197,13 @@ def build_shards(config: ShardConfig) -> dict:
         rejects_frame = rejects.to_pandas().rename(columns={"status": "reason"})
     rejects_frame.to_parquet(out / REJECTS_NAME, index=False)
 
-    # materialized before the reference pool starts, for the same reason as in ReferenceLogps
-    good = prepared.filter(lambda r: r["status"] == OK).select_columns(SHARD_COLUMNS).materialize()
+    good = prepared.filter(lambda r: r["status"] == OK).select_columns(SHARD_COLUMNS)
     sharded = read - len(rejects_frame)
     if sharded:
+        # A block per reference batch, so every actor of the pool has input (a block feeds one
+        # actor). Materialized before the pool starts, for the same reason as in ReferenceLogps.
+        blocks = max(config.reference_actors, math.ceil(sharded / config.reference_batch_size))
+        good = good.repartition(blocks).materialize()
         with_reference = good.map_batches(
             ReferenceLogps, fn_constructor_kwargs={"model_path": config.model},
             batch_size=config.reference_batch_size, compute=ray.data.ActorPoolStrategy(size=config.reference_actors),
