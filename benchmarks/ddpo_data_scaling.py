@@ -47,8 +47,8 @@ def train(base: DDPOConfig, pairs: int, out: Path) -> tuple[DDPOConfig, float]:
     values = {**base.model_dump(mode="json"), "max_pairs": pairs, "out": str(out / "models" / f"pairs_{pairs}")}
     # One Ray Train run per size; the config hash in its name means a changed setting starts a new
     # run instead of resuming (Ray Train resumes a run of the same name) one trained otherwise.
-    values["run_name"] = default_run_name(f"ddpo-pairs{pairs}", validate_config(DDPOConfig, values))
     config = validate_config(DDPOConfig, values)
+    config = config.model_copy(update={"run_name": default_run_name(f"ddpo-pairs{pairs}", config)})
     run_stage(f"train pairs_{pairs}", config, config.out, lambda: run_train(config), reuse=True)
     return config, stage_seconds(Path(config.out))
 

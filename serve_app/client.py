@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import AsyncIterator, Protocol
 
-from serve_app.engine import Chunk, Engine, GenerationJob, iterate_in_thread
+from serve_app.engine import Chunk, Engine, GenerationJob, final_chunk, iterate_in_thread
 from serve_app.errors import ApiError
 
 
@@ -61,10 +61,7 @@ class LocalModelClient:
         self._lock = asyncio.Lock()
 
     async def generate(self, job: GenerationJob) -> Chunk:
-        async for chunk in self.stream(job):
-            if chunk.final is not None or chunk.error is not None:
-                return chunk
-        raise RuntimeError("generation ended without a final chunk")
+        return await final_chunk(self.stream(job))
 
     async def stream(self, job: GenerationJob) -> AsyncIterator[Chunk]:
         async with self._lock:

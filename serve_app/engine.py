@@ -60,6 +60,14 @@ class Chunk:
     error: JobError | None = None
 
 
+async def final_chunk(chunks: AsyncIterator[Chunk]) -> Chunk:
+    """The final (or error) chunk of a job's stream: the whole result, `final.text` its text."""
+    async for chunk in chunks:
+        if chunk.final is not None or chunk.error is not None:
+            return chunk
+    raise RuntimeError("generation ended without a final chunk")
+
+
 def pick_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"

@@ -15,7 +15,7 @@ import torch
 from ray import serve
 
 from serve_app.config import Batching, Limits
-from serve_app.engine import Chunk, Engine, GenerationJob, iterate_in_thread
+from serve_app.engine import Chunk, Engine, GenerationJob, final_chunk, iterate_in_thread
 
 # A replica whose batches keep failing (not a bad request: those are refused per job) is broken,
 # e.g. a CUDA error; failing its health check makes Serve replace it.
@@ -72,10 +72,7 @@ class CaptionModel:
 
     async def generate(self, job: GenerationJob) -> Chunk:
         """The whole result as one chunk: the final (or error) chunk, whose `final.text` is the text."""
-        async for chunk in self._job_chunks(job):
-            if chunk.error is not None or chunk.final is not None:
-                return chunk
-        raise RuntimeError("generation ended without a final chunk")
+        return await final_chunk(self._job_chunks(job))
 
     async def stream(self, job: GenerationJob) -> AsyncIterator[Chunk]:
         """Text deltas as produced (empty ones, steps inside a word, are not sent), then the final."""
