@@ -1,18 +1,24 @@
 """Shard pipeline throughput (pairs/s) with 1 and 2 reference actors side by side, the alignment step
 alone, and the DDPO trainer's consumption rate for comparison (issue 3).
 
-    python benchmarks/pipeline_throughput.py [--model DIR] [--pairs 200] [--repeats 3]
+    python benchmarks/pipeline_throughput.py [--model DIR] [--pairs 400] [--scale 4] [--repeats 3]
         [--ddpo-metrics RUN/metrics.jsonl] [--feedback FEEDBACK_DIR [--feedback-only]]
         [--ray-cpus 2] [--out pipeline_throughput.json  (under benchmarks/results/)]
 
 One local Ray is started once (--ray-cpus, default 2 = this machine) and its start-up is not timed.
 Two reference actors then hold every CPU: the pipeline materializes its input before the pool and
 builds the shard table inside the actors, so it needs no other task meanwhile (this benchmark
-found the hang that happened otherwise). One warm-up build, then the 1- and
-2-actor builds alternate (A B A B ...) so a change in the machine's load hits both alike. A timed
+found the hang that happened otherwise). One warm-up build, then the builds alternate over actor
+counts and input sizes (A B A B ...) so a change in the machine's load hits all alike. A timed
 build is a whole `build_shards` call: it includes starting the stage actors and loading the model
-in them, which every real `rlhfv build-shards` pays too. Figures are medians over the repeats.
-Without --ddpo-metrics a short DDPO job (2 workers x 1 CPU) trains on the shards just built.
+in them, which every real `rlhfv build-shards` pays once, whatever the input size.
+
+Each actor count is timed on two input sizes (--pairs and --scale times as many). A build's time is
+fixed start-up plus pairs / steady rate, so the two sizes give both: the steady rate (extra pairs /
+extra seconds) is what the trainer is compared with, since a real build streams thousands of pairs
+and pays the start-up once; the whole-call rates at each size are reported beside it. Figures are
+medians over the repeats. Without --ddpo-metrics a short DDPO job (2 workers x 1 CPU) trains on the
+shards just built.
 """
 
 from __future__ import annotations
@@ -87,16 +93,35 @@ def time_build(model: Path, pairs_file: Path, out: Path, actors: int, batch_size
     return {"actors": actors, "seconds": round(elapsed, 3), "pairs_per_s": summary["sharded"] / elapsed}
 
 
-def measure_pipeline(model: Path, pairs_file: Path, work: Path, repeats: int, batch_size: int) -> dict:
-    time_build(model, pairs_file, work / "warmup", 2, batch_size)  # imports, page cache, Ray worker pool
-    runs = {1: [], 2: []}
+def steady_state(small: tuple[int, float], large: tuple[int, float]) -> dict:
+    """Fit seconds = fixed + pairs / rate through two (pairs, seconds) builds: the steady rate and
+    the fixed start-up cost."""
+    (n_small, t_small), (n_large, t_large) = small, large
+    if t_large <= t_small:  # noise swamped the extra work: no rate can be read off these two
+        return {"steady_pairs_per_s": None, "fixed_seconds": None}
+    rate = (n_large - n_small) / (t_large - t_small)
+    return {"steady_pairs_per_s": rate, "fixed_seconds": t_small - n_small / rate}
+
+
+def measure_pipeline(model: Path, inputs: dict[int, Path], work: Path, repeats: int, batch_size: int) -> dict:
+    """Whole-call times of 1- and 2-actor builds on each input size; steady rate and fixed cost."""
+    sizes = sorted(inputs)
+    time_build(model, inputs[sizes[0]], work / "warmup", 2, batch_size)  # imports, page cache, Ray worker pool
+    runs = {(a, n): [] for a in (1, 2) for n in sizes}
     for repeat in range(repeats):
         for actors in (1, 2):
-            runs[actors].append(time_build(model, pairs_file, work / f"shards_{actors}_{repeat}", actors, batch_size))
-    result = {f"{a}_actor{'s' if a > 1 else ''}": {
-        "pairs_per_s": statistics.median(r["pairs_per_s"] for r in rs),
-        "seconds": [r["seconds"] for r in rs]} for a, rs in runs.items()}
-    result["ratio_2_vs_1"] = result["2_actors"]["pairs_per_s"] / result["1_actor"]["pairs_per_s"]
+            for n in sizes:
+                out = work / f"shards_{actors}_{n}_{repeat}"
+                runs[(actors, n)].append(time_build(model, inputs[n], out, actors, batch_size))
+    result = {}
+    for actors in (1, 2):
+        seconds = {n: statistics.median(r["seconds"] for r in runs[(actors, n)]) for n in sizes}
+        entry = {f"{n}_pairs": {"pairs_per_s": n / seconds[n], "seconds": [r["seconds"] for r in runs[(actors, n)]]}
+                 for n in sizes}
+        entry.update(steady_state((sizes[0], seconds[sizes[0]]), (sizes[-1], seconds[sizes[-1]])))
+        result[f"{actors}_actor{'s' if actors > 1 else ''}"] = entry
+    one, two = result["1_actor"]["steady_pairs_per_s"], result["2_actors"]["steady_pairs_per_s"]
+    result["steady_ratio_2_vs_1"] = two / one if one and two else None
     return result
 
 
@@ -163,7 +188,8 @@ def feedback_report(directory: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="reference model dir; default: a tiny LLaVA built first")
-    parser.add_argument("--pairs", type=int, default=200)
+    parser.add_argument("--pairs", type=int, default=400, help="the small input size")
+    parser.add_argument("--scale", type=int, default=4, help="the large input is this many times --pairs")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--reference-batch-size", type=int, default=32)
     parser.add_argument("--ray-cpus", type=int, default=2)
@@ -188,33 +214,40 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as tmp:
         work = Path(tmp)
         model = bench_model(args.model, work)
-        records = feedback_pairs(args.pairs)
-        pd.DataFrame(records).to_parquet(work / "pairs.parquet")
+        sizes = (args.pairs, args.pairs * args.scale)
+        records = feedback_pairs(sizes[-1])
+        inputs = {n: work / f"pairs_{n}.parquet" for n in sizes}
+        for n, path in inputs.items():
+            pd.DataFrame(records[:n]).to_parquet(path)
         result["settings"] = {
-            "pairs": args.pairs, "repeats": args.repeats, "reference_batch_size": args.reference_batch_size,
+            "pairs": list(sizes), "repeats": args.repeats, "reference_batch_size": args.reference_batch_size,
             "ray_num_cpus": args.ray_cpus,
             "process_niceness": os.nice(0),  # on a shared machine run with `nice -n 19`; Ray's processes inherit it
             "model": args.model or "tiny LLaVA, pretraining cut short (sft_throughput.tiny_model)",
             "input": "collect-feedback-shaped records: noisy-corpus captions of feedback scenes, oracle-corrected",
-            "timed_build": "whole build_shards call incl. stage actor start and model load; Ray start-up excluded"}
+            "timed_build": "whole build_shards call incl. stage actor start and model load; Ray start-up excluded",
+            "steady_rate": "(large - small pairs) / (large - small seconds), of the median seconds"}
         ray.init(num_cpus=args.ray_cpus, include_dashboard=False, configure_logging=False, log_to_driver=False,
                  runtime_env={"env_vars": {"DS_ACCELERATOR": "cpu"}})
         try:
             ray.data.DataContext.get_current().enable_progress_bars = False
-            result["pipeline"] = measure_pipeline(model, work / "pairs.parquet", work, args.repeats,
-                                                  args.reference_batch_size)
+            result["pipeline"] = measure_pipeline(model, inputs, work, args.repeats, args.reference_batch_size)
             result["alignment"] = measure_alignment(model, records, repeats=max(5, args.repeats))
             if args.ddpo_metrics:
                 result["trainer"] = {**median_examples_per_s(Path(args.ddpo_metrics)), "source": "--ddpo-metrics"}
             else:
-                result["trainer"] = measure_ddpo(model, work / "shards_2_0", work, args.ddpo_steps)
+                result["trainer"] = measure_ddpo(model, work / f"shards_2_{sizes[0]}_0", work, args.ddpo_steps)
         finally:
             ray.shutdown()
-    best = max(result["pipeline"]["1_actor"]["pairs_per_s"], result["pipeline"]["2_actors"]["pairs_per_s"])
     # > 1: the pipeline makes pairs faster than training eats them (shards can be built ahead)
-    result["pipeline_vs_trainer"] = {"pipeline_best_pairs_per_s": best,
-                                     "trainer_pairs_per_s": result["trainer"]["pairs_per_s"],
-                                     "ratio": best / result["trainer"]["pairs_per_s"]}
+    trainer = result["trainer"]["pairs_per_s"]
+    comparison = {"trainer_pairs_per_s": trainer}
+    for key in ("1_actor", "2_actors"):
+        entry = result["pipeline"][key]
+        steady = entry["steady_pairs_per_s"]
+        comparison[key] = {"steady_ratio": steady / trainer if steady else None,
+                           f"whole_call_ratio_{sizes[-1]}_pairs": entry[f"{sizes[-1]}_pairs"]["pairs_per_s"] / trainer}
+    result["pipeline_vs_trainer"] = comparison
     if feedback:
         result["feedback"] = feedback
     path = write_json(args.out, result)
