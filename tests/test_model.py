@@ -65,3 +65,36 @@ def test_fingerprint_changes_with_weights(tiny_model_dir, tmp_path):
     AutoProcessor.from_pretrained(tiny_model_dir).save_pretrained(tmp_path)
     after = fingerprint(tmp_path)
     assert before["tokenizer"] == after["tokenizer"] and before["model"] != after["model"]
+
+
+def test_shared_prompt_forward_equals_two_full_forwards(tiny_model_dir):
+    """Chosen and rejected run on one prompt cache: the same log-probs, masks and gradients as two
+    full sequences, with prompts and answers of different lengths in one batch."""
+    from rlhfv_ray.data.batching import pair_batch, pair_token_logps, pair_token_logps_unshared
+    from rlhfv_ray.world.grammar import DESCRIPTION_PROMPTS
+    from rlhfv_ray.world.render import image_to_png_bytes
+
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
+    scenes = [sample_scene(i) for i in range(3)]
+    images = [render_scene(s) for s in scenes]
+    short, long = "One red car is at the top left.", "One red car is at the top left. Two blue cups are at the top right."
+    rows = {"prompt_ids": encode_prompts(processor, images, [DESCRIPTION_PROMPTS[i] for i in (0, 1, 3)]),
+            "chosen_ids": encode_answers(processor.tokenizer, [short, long, short]),
+            "rejected_ids": encode_answers(processor.tokenizer, [long, short.replace("red", "blue"), "No."]),
+            "image": [image_to_png_bytes(im) for im in images]}
+    assert len({len(p) for p in rows["prompt_ids"]}) == 3
+    batch = pair_batch(rows, processor)
+    results = []
+    for forward in (pair_token_logps_unshared, pair_token_logps):
+        model.zero_grad()
+        logps, chosen_mask, rejected_mask = forward(model, batch)
+        (logps.chosen.sum() - 0.5 * logps.rejected.sum()).backward()
+        grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        results.append((logps, chosen_mask, rejected_mask, grads))
+    (full, full_chosen, full_rejected, full_grads), (shared, chosen, rejected, grads) = results
+    assert torch.equal(chosen, full_chosen) and torch.equal(rejected, full_rejected)
+    assert chosen.sum() == sum(len(a) for a in rows["chosen_ids"])
+    assert torch.allclose(shared.chosen, full.chosen, atol=1e-5)
+    assert torch.allclose(shared.rejected, full.rejected, atol=1e-5)
+    assert torch.allclose(grads, full_grads, atol=1e-4, rtol=1e-4)
