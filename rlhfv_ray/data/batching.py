@@ -19,12 +19,11 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from rlhfv_ray.images import decode_image
-from rlhfv_ray.model.encoding import build_lm_batch, pad_right, pixel_values
+from rlhfv_ray.model.encoding import IGNORE_INDEX, build_lm_batch, pad_right, pixel_values
 from rlhfv_ray.training.ddpo import PairLogps
-from rlhfv_ray.training.logprobs import token_logps
+from rlhfv_ray.training.logprobs import label_logps, token_logps
 
 
 def place_answer_values(prompt_lengths: Sequence[int], values: Sequence[Sequence[float]], width: int,
@@ -99,23 +98,16 @@ def pair_token_logps(model, batch: dict) -> tuple[PairLogps, torch.Tensor, torch
                     past_key_values=cache, use_cache=True)
     # answer token k is predicted by the prompt's last position (k = 0) or answer position k - 1
     logits = torch.cat([prefix.logits[:, -1:].repeat_interleave(2, dim=0), outputs.logits[:, :-1]], dim=1)
-    mask = answer_mask.bool()
-    logps = -F.cross_entropy(logits.float().transpose(1, 2), answers.masked_fill(~mask, 0), reduction="none") * mask
-    # onto the full-sequence grid: a row with prompt length P has answer token k in column P - 1 + k
+    logps, mask = label_logps(logits, answers.masked_fill(answer_mask == 0, IGNORE_INDEX))
+    # onto the full-sequence grid: a row with prompt length P has answer token k in column P - 1 + k.
+    # The scatter grid (longest prompt + longest answer - 1 columns) is never narrower than the
+    # grid's width; the columns past it hold only padding (masked) and are cut.
     width = batch["chosen_input_ids"].shape[1] - 1
     columns = prompt_lengths[:, None] - 1 + torch.arange(answers.shape[1], device=answers.device)
     grid_width = int(columns.max()) + 1
-    grid = logps.new_zeros(answers.shape[0], grid_width).scatter(1, columns, logps)
-    grid_mask = mask.new_zeros(answers.shape[0], grid_width).scatter(1, columns, mask)
-    grid, grid_mask = _fit_width(grid, width), _fit_width(grid_mask, width)
+    grid = logps.new_zeros(answers.shape[0], grid_width).scatter(1, columns, logps)[:, :width]
+    grid_mask = mask.new_zeros(answers.shape[0], grid_width).scatter(1, columns, mask)[:, :width]
     return PairLogps(grid[0::2], grid[1::2]), grid_mask[0::2], grid_mask[1::2]
-
-
-def _fit_width(values: torch.Tensor, width: int) -> torch.Tensor:
-    """Cut or zero-pad the last dimension to `width` (columns past every answer are all masked)."""
-    if values.shape[1] >= width:
-        return values[:, :width]
-    return torch.nn.functional.pad(values, (0, width - values.shape[1]))
 
 
 def pair_token_logps_unshared(model, batch: dict) -> tuple[PairLogps, torch.Tensor, torch.Tensor]:

@@ -16,12 +16,16 @@ def token_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tenso
     IGNORE_INDEX outside the answer. Returns (logps, mask), both (batch, seq - 1), aligned with
     labels[:, 1:]; logps is 0 where mask is False.
     """
-    shifted_logits = logits[:, :-1].float()
-    shifted_labels = labels[:, 1:]
-    mask = shifted_labels != IGNORE_INDEX
-    safe_labels = shifted_labels.masked_fill(~mask, 0)
+    return label_logps(logits[:, :-1], labels[:, 1:])
+
+
+def label_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p(labels[:, t]) under logits[:, t] (already aligned: no shift), IGNORE_INDEX masked out;
+    (logps, mask), logps 0 where mask is False."""
+    mask = labels != IGNORE_INDEX
+    safe_labels = labels.masked_fill(~mask, 0)
     # cross_entropy = -log_softmax gathered at the label, without materialising log_softmax twice
-    logps = -F.cross_entropy(shifted_logits.transpose(1, 2), safe_labels, reduction="none")
+    logps = -F.cross_entropy(logits.float().transpose(1, 2), safe_labels, reduction="none")
     return logps * mask, mask
 
 
