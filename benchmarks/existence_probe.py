@@ -33,9 +33,10 @@ import torch
 from PIL import Image
 
 from rlhfv_ray.model import language_pretrain as lp
-from rlhfv_ray.model.build import TinyLlavaSpec, build_processor, build_tiny_llava, train_tokenizer
+from rlhfv_ray.model.bootstrap import world_tokenizer
+from rlhfv_ray.model.build import TinyLlavaSpec, build_processor, build_tiny_llava
 from rlhfv_ray.model.encoding import encode_conversations, pad_lm_batch
-from rlhfv_ray.world.grammar import absent_existence, sample_vqa, vqa_for_group, world_texts
+from rlhfv_ray.world.grammar import absent_existence, sample_vqa, vqa_for_group
 from rlhfv_ray.world.scene import Scene, sample_scene
 from rlhfv_ray.world.spec import COLS, NUMBER_WORDS, OBJECT_CLASSES, ROWS, WorldParams, split_seed
 
@@ -56,15 +57,6 @@ def other_words(scene: Scene) -> list[list[str]]:
     return out
 
 
-def word_ids(tokenizer, scenes: list[Scene], words) -> torch.Tensor:
-    original = lp.cell_words
-    lp.cell_words = words  # cell_token_ids reads the module's cell_words
-    try:
-        return lp.cell_token_ids(tokenizer, scenes)
-    finally:
-        lp.cell_words = original
-
-
 def existence_conversations(scenes: list[Scene], rng: random.Random) -> list[list[tuple[str, str]]]:
     out = []
     for scene in scenes:
@@ -79,14 +71,13 @@ def existence_conversations(scenes: list[Scene], rng: random.Random) -> list[lis
 def run_variant(variant: str, steps: int, batch: int, hold: int, ramp: int, every: int, seed: int) -> dict:
     torch.manual_seed(seed)
     spec, params = TinyLlavaSpec(), WorldParams()
-    texts = world_texts()
-    tokenizer = train_tokenizer(texts + [" " + t for t in texts], spec.tokenizer_vocab_size)
+    tokenizer = world_tokenizer(spec.tokenizer_vocab_size)
     processor = build_processor(tokenizer, spec)
     model = build_tiny_llava(tokenizer, spec)
     embedding = model.get_input_embeddings()
     blank = Image.new("RGB", (params.image_size, params.image_size))
     scenes = [sample_scene(split_seed("sft", i), params) for i in range(6000)]
-    classes, others = word_ids(tokenizer, scenes, class_words), word_ids(tokenizer, scenes, other_words)
+    classes, others = lp.cell_token_ids(tokenizer, scenes, class_words), lp.cell_token_ids(tokenizer, scenes, other_words)
     existence = encode_conversations(processor, [blank] * len(scenes), existence_conversations(scenes, random.Random(seed)))
     mixture = encode_conversations(processor, [blank] * len(scenes), lp._conversations(scenes, 6, seed))
 
@@ -97,9 +88,11 @@ def run_variant(variant: str, steps: int, batch: int, hold: int, ramp: int, ever
             return min(1.0, max(0.0, (step - hold) / ramp))
         return 1.0
 
-    def embed(encoded, idx: list[int], w: float) -> tuple[dict, torch.Tensor]:
+    def embed(encoded, idx, class_ids: torch.Tensor, other_ids: torch.Tensor, w: float) -> tuple[dict, torch.Tensor]:
+        """Rows `idx` of `encoded`, right-padded, and their input embeddings with the image tokens
+        replaced by the cells: class words + w * the other words."""
         rows = pad_lm_batch([encoded[i][0] for i in idx], [encoded[i][1] for i in idx], tokenizer.pad_token_id)
-        cells = lp.bag_of_words(embedding, classes[idx]) + w * lp.bag_of_words(embedding, others[idx])
+        cells = lp.bag_of_words(embedding, class_ids) + w * lp.bag_of_words(embedding, other_ids)
         image = (rows["input_ids"] == model.config.image_token_index).unsqueeze(-1)
         return rows, embedding(rows["input_ids"]).masked_scatter(image, cells)
 
@@ -109,8 +102,8 @@ def run_variant(variant: str, steps: int, batch: int, hold: int, ramp: int, ever
         items = [(j, item) for j, item in items if item.kind == "existence"]
     val_encoded = encode_conversations(processor, [blank] * len(items), [[(i.question, i.answer)] for _, i in items])
     owners = [j for j, _ in items]
-    val_classes = word_ids(tokenizer, validation, class_words)[owners]
-    val_others = word_ids(tokenizer, validation, other_words)[owners]
+    val_classes = lp.cell_token_ids(tokenizer, validation, class_words)[owners]
+    val_others = lp.cell_token_ids(tokenizer, validation, other_words)[owners]
 
     def evaluate() -> dict:
         model.eval()
@@ -119,13 +112,8 @@ def run_variant(variant: str, steps: int, batch: int, hold: int, ramp: int, ever
         with torch.no_grad():
             for start in range(0, len(items), 200):
                 chunk = range(start, min(start + 200, len(items)))
-                rows = pad_lm_batch([val_encoded[i][0] for i in chunk], [val_encoded[i][1] for i in chunk],
-                                    tokenizer.pad_token_id)
-                cells = lp.bag_of_words(embedding, val_classes[start:chunk.stop]) + w * lp.bag_of_words(
-                    embedding, val_others[start:chunk.stop])
-                image = (rows["input_ids"] == model.config.image_token_index).unsqueeze(-1)
-                logits = model(inputs_embeds=embedding(rows["input_ids"]).masked_scatter(image, cells),
-                               attention_mask=rows["attention_mask"]).logits[:, :-1]
+                rows, embeds = embed(val_encoded, chunk, val_classes[start:chunk.stop], val_others[start:chunk.stop], w)
+                logits = model(inputs_embeds=embeds, attention_mask=rows["attention_mask"]).logits[:, :-1]
                 labels = rows["labels"][:, 1:]
                 right = ((logits.argmax(-1) == labels) | (labels == -100)).all(1)
                 for k, i in enumerate(chunk):
@@ -143,11 +131,11 @@ def run_variant(variant: str, steps: int, batch: int, hold: int, ramp: int, ever
         for group in optimizer.param_groups:  # the build's schedule: 50 warm-up steps, cosine decay
             group["lr"] = 1e-3 * min(1.0, step / 50) * 0.5 * (1 + math.cos(math.pi * step / steps))
         idx = torch.randint(0, len(main), (batch,), generator=generator).tolist()
-        rows, embeds = embed(main, idx, weight(step) if main is existence else 1.0)
+        rows, embeds = embed(main, idx, classes[idx], others[idx], weight(step) if main is existence else 1.0)
         loss = model(inputs_embeds=embeds, attention_mask=rows["attention_mask"], labels=rows["labels"]).loss
         if variant == "mixture+ramp":
             idx = torch.randint(0, len(existence), (32,), generator=generator).tolist()
-            rows, embeds = embed(existence, idx, weight(step))
+            rows, embeds = embed(existence, idx, classes[idx], others[idx], weight(step))
             loss = loss + model(inputs_embeds=embeds, attention_mask=rows["attention_mask"], labels=rows["labels"]).loss
         optimizer.zero_grad()
         loss.backward()

@@ -32,13 +32,12 @@ def untrained_tiny_model(out: Path) -> str:
     max_new_tokens (equal work per request, a fair comparison). No pretraining stage: seconds."""
     import torch
 
-    from rlhfv_ray.model.build import TinyLlavaSpec, build_processor, build_tiny_llava, train_tokenizer
-    from rlhfv_ray.world.grammar import world_texts
+    from rlhfv_ray.model.bootstrap import world_tokenizer
+    from rlhfv_ray.model.build import TinyLlavaSpec, build_processor, build_tiny_llava
 
     torch.manual_seed(0)
     spec = TinyLlavaSpec()
-    texts = world_texts()
-    tokenizer = train_tokenizer(texts + [" " + t for t in texts], spec.tokenizer_vocab_size)
+    tokenizer = world_tokenizer(spec.tokenizer_vocab_size)
     build_tiny_llava(tokenizer, spec).save_pretrained(out)
     build_processor(tokenizer, spec).save_pretrained(out)
     return str(out)

@@ -36,12 +36,17 @@ class BuildModelConfig(BuildModelSection):
         return self
 
 
-def build_initial_model(config: BuildModelConfig, log=print) -> dict:
-    torch.manual_seed(config.seed)
+def world_tokenizer(vocab_size: int):
+    """The tokenizer of the tiny LLaVA, trained on the world's text."""
     texts = world_texts()
     # Sentences appear both at the start of a text and after a space: train on both forms so the
     # common words are single tokens either way.
-    tokenizer = train_tokenizer(texts + [" " + t for t in texts], config.spec.tokenizer_vocab_size)
+    return train_tokenizer(texts + [" " + t for t in texts], vocab_size)
+
+
+def build_initial_model(config: BuildModelConfig, log=print) -> dict:
+    torch.manual_seed(config.seed)
+    tokenizer = world_tokenizer(config.spec.tokenizer_vocab_size)
     processor = build_processor(tokenizer, config.spec)
     model = build_tiny_llava(tokenizer, config.spec)
     metrics = pretrain_vision_tower(model.model.vision_tower, processor, config.world, config.vision_pretrain, log=log)

@@ -65,12 +65,13 @@ def cell_words(scene: Scene) -> list[list[str]]:
     return out
 
 
-def cell_token_ids(tokenizer, scenes: list[Scene]) -> torch.Tensor:
-    """(scenes, cells, width) token ids of each cell's words, padded with -1."""
+def cell_token_ids(tokenizer, scenes: list[Scene], words_of=cell_words) -> torch.Tensor:
+    """(scenes, cells, width) token ids of each cell's words (`words_of(scene)`, row-major), padded
+    with -1."""
     rows = []
     for scene in scenes:
         cells = [[t for w in words for t in tokenizer(" " + w, add_special_tokens=False)["input_ids"]]
-                 for words in cell_words(scene)]
+                 for words in words_of(scene)]
         rows.append(cells)
     width = max(len(c) for cells in rows for c in cells)
     out = torch.full((len(rows), len(rows[0]), width), -1, dtype=torch.long)
