@@ -16,7 +16,8 @@ cells every time (class-only scores on class-only cells: it has never seen the o
 - `mixture+ramp`: the mixture, plus a batch of 32 ramped existence questions every step.
 
 Measured here (README "Figures"): existence leaves ln 2 only where the cells hold little besides
-the class; the ramp carries it to the full cells, but it costs the other kinds within the budget.
+the class; the ramp carries it to the full cells. At 1,000 steps the mixture+ramp is what the
+build's language pretraining now does (language_pretrain.existence_batch_size and the fade).
 """
 
 from __future__ import annotations
@@ -36,36 +37,12 @@ from rlhfv_ray.model import language_pretrain as lp
 from rlhfv_ray.model.bootstrap import world_tokenizer
 from rlhfv_ray.model.build import TinyLlavaSpec, build_processor, build_tiny_llava
 from rlhfv_ray.model.encoding import encode_conversations, pad_lm_batch
-from rlhfv_ray.world.grammar import absent_existence, sample_vqa, vqa_for_group
-from rlhfv_ray.world.scene import Scene, sample_scene
-from rlhfv_ray.world.spec import COLS, NUMBER_WORDS, OBJECT_CLASSES, ROWS, WorldParams, split_seed
+from rlhfv_ray.model.language_pretrain import class_words, existence_conversations, fade_weight, other_words
+from rlhfv_ray.world.grammar import sample_vqa
+from rlhfv_ray.world.scene import sample_scene
+from rlhfv_ray.world.spec import WorldParams, split_seed
 
 VARIANTS = ("existence-full", "existence-class-only", "existence-ramp", "mixture", "mixture+ramp")
-
-
-def class_words(scene: Scene) -> list[list[str]]:
-    return [[g.cls] if (g := scene.group_at(r, c)) else [] for r in range(len(ROWS)) for c in range(len(COLS))]
-
-
-def other_words(scene: Scene) -> list[list[str]]:
-    """Every cell word but the class: full cells = class words + other words."""
-    out = []
-    for r in range(len(ROWS)):
-        for c in range(len(COLS)):
-            g = scene.group_at(r, c)
-            out.append([scene.scene_type, ROWS[r], COLS[c]] + ([g.color, NUMBER_WORDS[g.count - 1]] if g else []))
-    return out
-
-
-def existence_conversations(scenes: list[Scene], rng: random.Random) -> list[list[tuple[str, str]]]:
-    out = []
-    for scene in scenes:
-        if rng.random() < 0.5:
-            item = vqa_for_group(rng.choice(scene.groups), "existence")
-        else:
-            item = absent_existence(rng.choice([c.name for c in OBJECT_CLASSES if c.name not in scene.classes]))
-        out.append([(item.question, item.answer)])
-    return out
 
 
 def run_variant(variant: str, steps: int, batch: int, hold: int, ramp: int, every: int, seed: int) -> dict:
@@ -85,7 +62,7 @@ def run_variant(variant: str, steps: int, batch: int, hold: int, ramp: int, ever
         if variant == "existence-class-only":
             return 0.0
         if variant.endswith("ramp"):
-            return min(1.0, max(0.0, (step - hold) / ramp))
+            return fade_weight(step, hold, ramp)
         return 1.0
 
     def embed(encoded, idx, class_ids: torch.Tensor, other_ids: torch.Tensor, w: float) -> tuple[dict, torch.Tensor]:
