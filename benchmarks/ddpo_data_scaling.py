@@ -39,7 +39,7 @@ def stage_seconds(out_dir: Path) -> float:
 
 def evaluate(model: str, out: Path, benchmark: BenchmarkConfig, label: str) -> dict:
     config = EvaluateConfig(model=model, out=str(out / "benchmark.json"), benchmark=benchmark)
-    run_stage(f"evaluate {label}", config, out, lambda: evaluate_checkpoint(config), reuse=True)
+    run_stage(f"evaluate {label}", config, out, lambda: evaluate_checkpoint(config), reuse=True, upstream=[model])
     return json.loads((out / "benchmark.json").read_text())
 
 

@@ -1,6 +1,7 @@
 """`make demo` / `rlhfv demo`: the pipeline end to end on the embedded scene world.
 
-Stages (each skipped when its output exists for the same config, unless `reuse=false`):
+Stages (each skipped when its output exists for the same config and the same runs of the stages it
+reads, unless `reuse=false`):
 world + initial model -> SFT base on Ray Train -> feedback (base answers corrected by the oracle)
 -> segment-aligned shards with reference log-probs -> DDPO (gamma > 1) and vanilla DPO (gamma = 1)
 on the same pairs and budget -> hallucination benchmark of base, DDPO and DPO. The report
@@ -43,7 +44,7 @@ def _evaluate(config: DemoConfig, name: str, model_dir: str, seconds: dict) -> d
                                  world=config.world, benchmark=config.benchmark)
     _, seconds[f"evaluate_{name}"] = run_stage(
         f"evaluate {name}", eval_config, Path(eval_config.out).parent / name,
-        lambda: evaluate_checkpoint(eval_config), config.reuse)
+        lambda: evaluate_checkpoint(eval_config), config.reuse, upstream=[model_dir])
     return json.loads(Path(eval_config.out).read_text())
 
 
@@ -59,18 +60,19 @@ def run_demo(config: DemoConfig) -> dict:
 
     sft = SFTConfig.model_validate({**config.sft.model_dump(), "model": build.out, "out": str(out / "base_model"),
                                     "world": config.world, "ray": config.ray})
-    _, seconds["sft"] = run_stage("sft", sft, sft.out, lambda: run_sft(sft), config.reuse)
+    _, seconds["sft"] = run_stage("sft", sft, sft.out, lambda: run_sft(sft), config.reuse, upstream=[build.out])
 
     results = {"base": _evaluate(config, "base", sft.out, seconds)}
 
     feedback = FeedbackConfig.model_validate({**config.feedback.model_dump(), "model": sft.out,
                                               "out": str(out / "feedback"), "world": config.world, "ray": config.ray})
     _, seconds["collect_feedback"] = run_stage("collect-feedback", feedback, feedback.out,
-                                               lambda: collect_feedback(feedback), config.reuse)
+                                               lambda: collect_feedback(feedback), config.reuse,
+                                               upstream=[sft.out])
     shards = ShardConfig.model_validate({**config.shards.model_dump(), "input": [str(out / "feedback" / FEEDBACK_FILE)],
                                          "model": sft.out, "out": str(out / "shards"), "ray": config.ray})
     _, seconds["build_shards"] = run_stage("build-shards", shards, shards.out, lambda: build_shards(shards),
-                                           config.reuse)
+                                           config.reuse, upstream=[feedback.out, sft.out])
     # the same pairs, steps and hyper-parameters; vanilla DPO only sets gamma = 1 (paper Table 3)
     for name, gamma in (("ddpo", config.ddpo.ddpo.gamma), ("dpo", 1.0)):
         section = config.ddpo.model_dump()
@@ -78,7 +80,7 @@ def run_demo(config: DemoConfig) -> dict:
         train = DDPOConfig.model_validate({**section, "model": sft.out, "shards": shards.out,
                                            "out": str(out / f"{name}_model"), "ray": config.ray})
         _, seconds[f"train_{name}"] = run_stage(f"train {name}", train, train.out, lambda: run_train(train),
-                                                config.reuse)
+                                                config.reuse, upstream=[shards.out, sft.out])
         results[name] = _evaluate(config, name, train.out, seconds)
     report = {**results, "stage_seconds": seconds}
     (out / "report.json").write_text(json.dumps(report, indent=2))

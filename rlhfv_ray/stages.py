@@ -1,12 +1,14 @@
-"""Skip a pipeline stage whose output already exists for the same config (the demo reruns fast)."""
+"""Skip a pipeline stage whose output already exists for the same config and the same inputs (the
+demo reruns fast, and a stage whose input was rebuilt runs again)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import time
+import uuid
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable, Sequence, TypeVar
 
 from pydantic import BaseModel
 
@@ -18,12 +20,22 @@ def config_digest(config: BaseModel) -> str:
     return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
 
 
-def run_stage(name: str, config: BaseModel, out_dir: str | Path, action: Callable[[], T], reuse: bool,
-              log=print) -> tuple[T | None, float]:
-    """Run `action` unless `out_dir` holds a marker for the same config; returns (result, seconds).
-    The marker is written only after `action` succeeds, so a crashed stage is never reused."""
+def _run_id(out_dir: str | Path) -> str:
+    """The identity of the last successful run that wrote `out_dir` ("" when no stage wrote it)."""
     marker = Path(out_dir) / STAGE_MARKER
-    digest = config_digest(config)
+    return json.loads(marker.read_text()).get("run_id", "") if marker.exists() else ""
+
+
+def run_stage(name: str, config: BaseModel, out_dir: str | Path, action: Callable[[], T], reuse: bool,
+              log=print, upstream: Sequence[str | Path] = ()) -> tuple[T | None, float]:
+    """Run `action` unless `out_dir` holds a marker for the same config and the same runs of the
+    `upstream` stages (the output dirs it reads); returns (result, seconds). A path in the config
+    names an input, not its content: without `upstream`, an evaluation of a retrained model at the
+    same path would be reused. The marker is written only after `action` succeeds, so a crashed
+    stage is never reused."""
+    marker = Path(out_dir) / STAGE_MARKER
+    inputs = [config_digest(config)] + [_run_id(d) for d in upstream]
+    digest = hashlib.sha256("|".join(inputs).encode()).hexdigest()[:16] if upstream else inputs[0]
     if reuse and marker.exists() and json.loads(marker.read_text()).get("config_digest") == digest:
         log(f"[{name}] reusing {out_dir} (same config)")
         return None, 0.0
@@ -33,6 +45,7 @@ def run_stage(name: str, config: BaseModel, out_dir: str | Path, action: Callabl
     result = action()
     seconds = time.perf_counter() - started
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"stage": name, "config_digest": digest, "seconds": seconds}))
+    marker.write_text(json.dumps({"stage": name, "config_digest": digest, "seconds": seconds,
+                                  "run_id": uuid.uuid4().hex}))
     log(f"[{name}] done in {seconds:.1f}s")
     return result, seconds
