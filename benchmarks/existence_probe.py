@@ -51,7 +51,6 @@ def run_variant(variant: str, steps: int, batch: int, hold: int, ramp: int, ever
     tokenizer = world_tokenizer(spec.tokenizer_vocab_size)
     processor = build_processor(tokenizer, spec)
     model = build_tiny_llava(tokenizer, spec)
-    embedding = model.get_input_embeddings()
     blank = Image.new("RGB", (params.image_size, params.image_size))
     scenes = [sample_scene(split_seed("sft", i), params) for i in range(6000)]
     classes, others = lp.cell_token_ids(tokenizer, scenes, class_words), lp.cell_token_ids(tokenizer, scenes, other_words)
@@ -69,9 +68,7 @@ def run_variant(variant: str, steps: int, batch: int, hold: int, ramp: int, ever
         """Rows `idx` of `encoded`, right-padded, and their input embeddings with the image tokens
         replaced by the cells: class words + w * the other words."""
         rows = pad_lm_batch([encoded[i][0] for i in idx], [encoded[i][1] for i in idx], tokenizer.pad_token_id)
-        cells = lp.bag_of_words(embedding, class_ids) + w * lp.bag_of_words(embedding, other_ids)
-        image = (rows["input_ids"] == model.config.image_token_index).unsqueeze(-1)
-        return rows, embedding(rows["input_ids"]).masked_scatter(image, cells)
+        return rows, lp._embed_with_cells(model, rows["input_ids"], class_ids, other_ids, w)
 
     validation = [sample_scene(split_seed("validation", i), params) for i in range(200)]
     items = [(j, item) for j, s in enumerate(validation) for item in sample_vqa(s, random.Random(1 + j), 4)]

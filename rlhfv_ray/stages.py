@@ -35,6 +35,7 @@ def run_stage(name: str, config: BaseModel, out_dir: str | Path, action: Callabl
     stage is never reused."""
     marker = Path(out_dir) / STAGE_MARKER
     inputs = [config_digest(config)] + [_run_id(d) for d in upstream]
+    # without inputs the digest is the config's alone, as markers written before `upstream` hold
     digest = hashlib.sha256("|".join(inputs).encode()).hexdigest()[:16] if upstream else inputs[0]
     if reuse and marker.exists() and json.loads(marker.read_text()).get("config_digest") == digest:
         log(f"[{name}] reusing {out_dir} (same config)")

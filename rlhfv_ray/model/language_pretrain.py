@@ -75,18 +75,14 @@ def cell_words(scene: Scene) -> list[list[str]]:
 
 
 def class_words(scene: Scene) -> list[list[str]]:
-    """Each cell's class word (none when empty), row-major."""
-    return [[g.cls] if (g := scene.group_at(r, c)) else [] for r in range(len(ROWS)) for c in range(len(COLS))]
+    """Each cell's class word (none when empty), row-major: `cell_words` is [scene type, row,
+    column] + [class, color, count] when occupied."""
+    return [words[3:4] for words in cell_words(scene)]
 
 
 def other_words(scene: Scene) -> list[list[str]]:
     """Every cell word but the class: the bag of `cell_words` = the bag of class words + of these."""
-    out = []
-    for r in range(len(ROWS)):
-        for c in range(len(COLS)):
-            g = scene.group_at(r, c)
-            out.append([scene.scene_type, ROWS[r], COLS[c]] + ([g.color, NUMBER_WORDS[g.count - 1]] if g else []))
-    return out
+    return [words[:3] + words[4:] for words in cell_words(scene)]
 
 
 def existence_conversations(scenes: list[Scene], rng: random.Random) -> list[list[tuple[str, str]]]:
@@ -141,6 +137,14 @@ def _embed_with_cells(model, input_ids: torch.Tensor, class_ids: torch.Tensor, o
     return embeds.masked_scatter(image_positions, cells.to(embeds.dtype))
 
 
+def _batch_loss(model, encoded: list, idx: list[int], class_ids: torch.Tensor, other_ids: torch.Tensor,
+                pad_token_id: int, other_weight: float = 1.0) -> torch.Tensor:
+    """Causal-LM loss of the conversations `encoded[idx]`, their image tokens replaced by the cells."""
+    batch = pad_lm_batch([encoded[i][0] for i in idx], [encoded[i][1] for i in idx], pad_token_id)
+    embeds = _embed_with_cells(model, batch["input_ids"], class_ids[idx], other_ids[idx], other_weight)
+    return model(inputs_embeds=embeds, attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+
+
 def _conversations(scenes: list[Scene], n: int, seed: int) -> list[list[tuple[str, str]]]:
     """`n` VQA questions about each scene and a clean description of it, half with the description
     first (captions are first turns in use), half with it last. Measured on the SFT base (400 SFT
@@ -182,16 +186,11 @@ def pretrain_language_model(model, processor, params: WorldParams, config: Langu
         for group in optimizer.param_groups:
             group["lr"] = lr
         idx = torch.randint(0, len(scenes), (config.batch_size,), generator=generator).tolist()
-        batch = pad_lm_batch([encoded[i][0] for i in idx], [encoded[i][1] for i in idx], tokenizer.pad_token_id)
-        embeds = _embed_with_cells(model, batch["input_ids"], classes[idx], others[idx])
-        loss = model(inputs_embeds=embeds, attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+        loss = _batch_loss(model, encoded, idx, classes, others, tokenizer.pad_token_id)
         if config.existence_batch_size > 0:
             idx = torch.randint(0, len(scenes), (config.existence_batch_size,), generator=generator).tolist()
-            batch = pad_lm_batch([existence[i][0] for i in idx], [existence[i][1] for i in idx], tokenizer.pad_token_id)
             weight = fade_weight(step, config.existence_hold_steps, config.existence_ramp_steps)
-            embeds = _embed_with_cells(model, batch["input_ids"], classes[idx], others[idx], weight)
-            loss = loss + model(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
-                                labels=batch["labels"]).loss
+            loss = loss + _batch_loss(model, existence, idx, classes, others, tokenizer.pad_token_id, weight)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(decoder, 1.0)
