@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import platform
-import socket
 import sys
 import tempfile
 import time
@@ -52,17 +51,13 @@ def model_dir(path: str | None):
         yield untrained_tiny_model(Path(tmp))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def local_serve(num_cpus: float = 2):
     """A private local Ray with Serve on a free port; both stopped by their own handles."""
     import ray
     from ray import serve
+
+    from rlhfv_ray.cluster.local import free_port
 
     ray.init(num_cpus=num_cpus, include_dashboard=False, configure_logging=False, log_to_driver=False,
              runtime_env={"env_vars": {"DS_ACCELERATOR": os.environ["DS_ACCELERATOR"]}})

@@ -154,3 +154,14 @@ def test_cluster_serve_config_fits_the_a100_nodes(cluster):
     assert args.model.max_replicas * args.model.num_gpus <= a100["resources"]["GPU"] * a100["max_workers"]
     assert args.model.num_cpus * a100["resources"]["GPU"] / args.model.num_gpus <= a100["resources"]["CPU"]
     assert args.model_path.startswith("/mnt/shared/")
+
+
+def test_free_ports_are_distinct_and_bindable():
+    import socket
+
+    from rlhfv_ray.cluster.local import free_ports
+
+    ports = free_ports(40)  # one node's ports: picked while all are held, so never the same twice
+    assert len(set(ports)) == 40
+    with socket.socket() as sock:
+        sock.bind(("", ports[0]))  # released again once picked

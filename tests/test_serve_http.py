@@ -8,13 +8,13 @@ import base64
 import io
 import json
 import os
-import socket
 import time
 
 import httpx
 import pytest
 from PIL import Image
 
+from rlhfv_ray.cluster.local import free_port
 from rlhfv_ray.world.render import image_to_png_bytes, render_scene
 from rlhfv_ray.world.scene import sample_scene
 from serve_app.loadgen import LoadResult, kill_replica, replica_actor_names, run_load, running_replicas
@@ -31,12 +31,6 @@ FAST_METRICS = {"RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "0.5",
                 "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "0.5"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def base_url(ray_session, tiny_model_dir):
     from ray import serve
@@ -44,7 +38,7 @@ def base_url(ray_session, tiny_model_dir):
     from serve_app.app import build
     from serve_app.config import ServeArgs
 
-    port = _free_port()
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     args = ServeArgs.model_validate({
         "model_path": str(tiny_model_dir), "model_name": "tiny",

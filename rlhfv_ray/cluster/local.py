@@ -38,10 +38,21 @@ WORKING_DIR_EXCLUDES = [".venv", "runs", ".git", ".pytest_cache", "*.egg-info", 
                         "benchmarks/results"]
 
 
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free ports: every socket stays bound until all are picked, so the OS cannot hand
+    the same port out twice (independent picks did, and `ray start` refused the collision)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for sock in sockets:
+            sock.bind(("", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
 
 
 @dataclass(frozen=True)
@@ -93,11 +104,14 @@ class LocalRayCluster:
         """The job server and state API: `ray job submit --address`, `list_nodes(address=...)`."""
         return f"http://127.0.0.1:{self.dashboard_port}"
 
-    def _node_args(self, num_cpus: int, num_gpus: int | None, resources: dict | None) -> list[str]:
+    def _node_args(self, num_cpus: int, num_gpus: int | None, resources: dict | None,
+                   ports: Sequence[int]) -> list[str]:
+        """`ray start` arguments of a node; `ports`: 4 distinct free ports for its agents."""
+        agent, agent_grpc, runtime_env, metrics = ports
         args = [f"--num-cpus={num_cpus}", f"--node-ip-address={self.node_ip}",
                 f"--object-store-memory={self.object_store_memory}",
-                f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
-                f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}",
+                f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
+                f"--runtime-env-agent-port={runtime_env}", f"--metrics-export-port={metrics}",
                 "--disable-usage-stats"]
         if num_gpus is not None:
             args.append(f"--num-gpus={num_gpus}")
@@ -114,10 +128,11 @@ class LocalRayCluster:
     def start_head(self, num_cpus: int, num_gpus: int | None = None, resources: dict | None = None,
                    autoscaling_config: str | None = None, env: dict[str, str] | None = None,
                    port: int | None = None) -> None:
-        self.gcs_port, self.dashboard_port = port or free_port(), free_port()
+        gcs, self.dashboard_port, client, *node_ports = free_ports(7)
+        self.gcs_port = port or gcs
         args = ["--head", f"--port={self.gcs_port}", f"--temp-dir={self.temp_dir}",
                 "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}",
-                f"--ray-client-server-port={free_port()}", *self._node_args(num_cpus, num_gpus, resources)]
+                f"--ray-client-server-port={client}", *self._node_args(num_cpus, num_gpus, resources, node_ports)]
         if autoscaling_config:
             args.append(f"--autoscaling-config={autoscaling_config}")
         self._ray_start(args, env)
@@ -126,7 +141,8 @@ class LocalRayCluster:
     def add_node(self, num_cpus: int, num_gpus: int | None = None, resources: dict | None = None) -> None:
         """A worker node; it takes the head's temp dir (Ray hands it over), so `stop` finds it."""
         before = len(self.alive_nodes())
-        self._ray_start([f"--address={self.address}", *self._node_args(num_cpus, num_gpus, resources)], None)
+        self._ray_start([f"--address={self.address}", *self._node_args(num_cpus, num_gpus, resources, free_ports(4))],
+                        None)
         self.wait_for(lambda: len(self.alive_nodes()) > before, timeout=60, what="the new node")
 
     @property
