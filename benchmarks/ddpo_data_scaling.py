@@ -4,7 +4,7 @@ the paper's curve; small sizes simply see their pairs for more epochs).
 
     python benchmarks/ddpo_data_scaling.py --base runs/demo/base_model --shards runs/demo/shards \
         [--sizes 100,200,400,800,1400] [--config configs/train_tiny.yaml] [--set optim.lr=1e-5 ...] \
-        [--seed 0] [--eval-scenes 300] [--out benchmarks/results/ddpo_data_scaling]
+        [--seed 0] [--eval-scenes 1000] [--out benchmarks/results/ddpo_data_scaling]
 
 For each size N: DDPO from the base with `max_pairs=N` (the first N pairs of the shards) into
 OUT/models/pairs_N, then the hallucination benchmark into OUT/eval/pairs_N/; the base itself is the
@@ -21,36 +21,16 @@ import os
 import platform
 from pathlib import Path
 
-from rlhfv_ray.config import load_config, validate_config
+from ddpo_common import add_common_arguments, benchmark_config, evaluate, load_base_config, train_variant
 from rlhfv_ray.data.shards import check_shards_match_model
-from rlhfv_ray.eval.benchmark import BenchmarkConfig, EvaluateConfig, evaluate_checkpoint
-from rlhfv_ray.stages import STAGE_MARKER, run_stage
-from rlhfv_ray.training.train_ddpo import DDPOConfig, run_train
-from rlhfv_ray.training.trainer import default_run_name
+from rlhfv_ray.training.train_ddpo import DDPOConfig
 
 METRICS = ("response_hallucination_rate", "mention_hallucination_rate", "object_recall", "vqa_accuracy")
 NAME = "ddpo_data_scaling"
 
 
-def stage_seconds(out_dir: Path) -> float:
-    """Seconds the stage took when it ran, also when this run reused it (run_stage reports 0 then)."""
-    return json.loads((out_dir / STAGE_MARKER).read_text())["seconds"]
-
-
-def evaluate(model: str, out: Path, benchmark: BenchmarkConfig, label: str) -> dict:
-    config = EvaluateConfig(model=model, out=str(out / "benchmark.json"), benchmark=benchmark)
-    run_stage(f"evaluate {label}", config, out, lambda: evaluate_checkpoint(config), reuse=True, upstream=[model])
-    return json.loads((out / "benchmark.json").read_text())
-
-
 def train(base: DDPOConfig, pairs: int, out: Path) -> tuple[DDPOConfig, float]:
-    values = {**base.model_dump(mode="json"), "max_pairs": pairs, "out": str(out / "models" / f"pairs_{pairs}")}
-    # One Ray Train run per size; the config hash in its name means a changed setting starts a new
-    # run instead of resuming (Ray Train resumes a run of the same name) one trained otherwise.
-    config = validate_config(DDPOConfig, values)
-    config = config.model_copy(update={"run_name": default_run_name(f"ddpo-pairs{pairs}", config)})
-    run_stage(f"train pairs_{pairs}", config, config.out, lambda: run_train(config), reuse=True)
-    return config, stage_seconds(Path(config.out))
+    return train_variant(base, {"max_pairs": pairs}, f"pairs{pairs}", out / "models" / f"pairs_{pairs}")
 
 
 def plot(points: list[dict], base: dict, path: Path) -> None:
@@ -84,31 +64,21 @@ def plot(points: list[dict], base: dict, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--base", required=True, help="the SFT base = DDPO's initial and reference model")
-    parser.add_argument("--shards", required=True, help="build-shards output made with --base as reference")
-    parser.add_argument("--out", default=f"benchmarks/results/{NAME}")
+    add_common_arguments(parser, NAME)
     parser.add_argument("--sizes", default="100,200,400,800,1400")
-    parser.add_argument("--config", default="configs/train_tiny.yaml")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="dotted override of the DDPO config (repeatable)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--eval-scenes", type=int, help="benchmark scenes (default: the benchmark's 300)")
     args = parser.parse_args()
 
     out = Path(args.out)
     sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
-    # The script owns these settings (quoted: a path must stay a string); model/shards/out of the
-    # config file are replaced, `out` again per size.
-    owned = {"model": args.base, "shards": args.shards, "out": str(out / "models"),
-             "checkpoint.storage_path": str(out / "ray_results"), "seed": args.seed}
-    base_config = load_config(DDPOConfig, args.config, [*args.set, *(f"{k}={json.dumps(v)}" for k, v in owned.items())])
+    base_config = load_base_config(args, seed=args.seed)
     # Fail before hours of training, not after: stale shards, or a size below one micro batch per worker
     # (the Ray Train split is equal-sized, so each worker needs micro_batch_size pairs).
     available = check_shards_match_model(args.shards, args.base)["sharded"]
     smallest = base_config.optim.micro_batch_size * base_config.scaling.num_workers
     if not sizes or sizes[0] < smallest:
         parser.error(f"--sizes must all be >= micro_batch_size x num_workers = {smallest}")
-    benchmark = BenchmarkConfig(**({"scenes": args.eval_scenes} if args.eval_scenes else {}))
+    benchmark = benchmark_config(args)
 
     base_metrics = evaluate(args.base, out / "eval" / "base", benchmark, "base")
     points = [{"pairs": 0, "pairs_used": 0, "train_seconds": 0.0, **{k: base_metrics[k] for k in METRICS}}]

@@ -16,8 +16,8 @@ from pathlib import Path
 from rlhfv_ray.config import StrictModel, save_resolved_config
 from rlhfv_ray.data.feedback import FEEDBACK_FILE, FeedbackConfig, FeedbackSection, collect_feedback
 from rlhfv_ray.data.pipeline import ShardConfig, ShardSection, build_shards
-from rlhfv_ray.eval.benchmark import BenchmarkConfig, EvaluateConfig, evaluate_checkpoint
-from rlhfv_ray.eval.report import markdown_table, plot_metrics
+from rlhfv_ray.eval.benchmark import BenchmarkConfig, EvaluateConfig, compare_responses, evaluate_checkpoint
+from rlhfv_ray.eval.report import markdown_table, paired_table, plot_metrics
 from rlhfv_ray.model.bootstrap import BuildModelConfig, BuildModelSection, build_initial_model
 from rlhfv_ray.stages import run_stage
 from rlhfv_ray.training.config import RayConfig
@@ -39,8 +39,12 @@ class DemoConfig(StrictModel):
     ray: RayConfig = RayConfig()
 
 
+def _eval_json(config: DemoConfig, name: str) -> Path:
+    return Path(config.out_dir) / "eval" / f"{name}.json"
+
+
 def _evaluate(config: DemoConfig, name: str, model_dir: str, seconds: dict) -> dict:
-    eval_config = EvaluateConfig(model=model_dir, out=str(Path(config.out_dir) / "eval" / f"{name}.json"),
+    eval_config = EvaluateConfig(model=model_dir, out=str(_eval_json(config, name)),
                                  world=config.world, benchmark=config.benchmark)
     _, seconds[f"evaluate_{name}"] = run_stage(
         f"evaluate {name}", eval_config, Path(eval_config.out).parent / name,
@@ -82,9 +86,13 @@ def run_demo(config: DemoConfig) -> dict:
         _, seconds[f"train_{name}"] = run_stage(f"train {name}", train, train.out, lambda: run_train(train),
                                                 config.reuse, upstream=[shards.out, sft.out])
         results[name] = _evaluate(config, name, train.out, seconds)
-    report = {**results, "stage_seconds": seconds}
+    # rates differ by a few points between models, as much as one benchmark's sampling error: the
+    # models answer the same scenes, so compare them scene by scene (eval/stats.py)
+    paired = {f"{b} - {a}": compare_responses(_eval_json(config, a), _eval_json(config, b))
+              for a, b in (("base", "ddpo"), ("base", "dpo"), ("dpo", "ddpo"))}
+    report = {**results, "paired": paired, "stage_seconds": seconds}
     (out / "report.json").write_text(json.dumps(report, indent=2))
-    table = markdown_table(results)
+    table = markdown_table(results) + "\n" + paired_table(paired)
     (out / "report.md").write_text(table)
     plot_metrics(results, out / "report.png")
     print("\n" + table)

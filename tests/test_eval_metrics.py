@@ -2,6 +2,7 @@
 
 import pytest
 
+from rlhfv_ray.eval.stats import wilson_interval
 from rlhfv_ray.eval.metrics import VQAResult, overgeneralization_delta, score_caption, summarize
 from rlhfv_ray.world.scene import ObjectGroup, Scene
 
@@ -51,6 +52,9 @@ def test_summary_figures_by_hand(street_scene, street_caption):
     assert m["object_recall"] == (3 + 3 + 2 + 1) / 12
     assert m["vqa_accuracy"] == 3 / 4
     assert m["unparsed_responses"] == 0
+    assert m["ci95"]["response_hallucination_rate"] == wilson_interval(2, 4)
+    assert m["ci95"]["hallucination_by_type"]["number"] == wilson_interval(0, 4)
+    assert m["ci95"]["vqa_accuracy"] == wilson_interval(3, 4)
     # 3 words of scene sentence + 8 per group sentence: 27 for the full captions, 11 for the short one
     assert m["mean_response_words"] == pytest.approx((27 * 3 + 11) / 4)
 

@@ -11,6 +11,8 @@ Definitions (paper §4.1, Object HalBench and MHumanEval, adapted to the scene w
 - overgeneralization_delta (paper Table 2): for each scene type, the rate at which responses
   hallucinate that type's frequent classes in scenes of the type, minus the same rate over all
   responses.
+- ci95: 95% Wilson intervals of the response-level rates and of VQA accuracy (one response per
+  scene, one answer per question: binomial counts); see `stats.py` for why they are reported.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from statistics import mean
 from typing import Sequence
 
+from rlhfv_ray.eval.stats import wilson_interval
 from rlhfv_ray.world.grammar import normalize_answer
 from rlhfv_ray.world.judge import judge_response
 from rlhfv_ray.world.scene import Scene
@@ -98,9 +101,17 @@ def summarize(captions: Sequence[CaptionScore], vqa: Sequence[VQAResult]) -> dic
     vqa_by_kind: dict[str, list[bool]] = defaultdict(list)
     for r in vqa:
         vqa_by_kind[r.kind].append(r.correct)
+    hallucinated = sum(s.hallucinated for s in captions)
+    correct = sum(r.correct for r in vqa)
+    ci95 = {
+        "response_hallucination_rate": wilson_interval(hallucinated, n),
+        "hallucination_by_type": {t: wilson_interval(sum(t in s.types for s in captions), n)
+                                  for t in HALLUCINATION_TYPES},
+        "vqa_accuracy": wilson_interval(correct, len(vqa)),
+    }
     return {
         "n_responses": n,
-        "response_hallucination_rate": _rate(sum(s.hallucinated for s in captions), n),
+        "response_hallucination_rate": _rate(hallucinated, n),
         "mention_hallucination_rate": _rate(sum(s.hallucinated_mentions for s in captions),
                                             sum(s.mentions for s in captions)),
         "hallucination_by_type": by_type,
@@ -108,9 +119,10 @@ def summarize(captions: Sequence[CaptionScore], vqa: Sequence[VQAResult]) -> dic
         "object_recall": _rate(sum(s.recalled for s in captions), sum(s.groups for s in captions)),
         "mean_response_words": mean(s.words for s in captions) if captions else 0.0,
         "unparsed_responses": sum(not s.readable for s in captions),
-        "vqa_accuracy": _rate(sum(r.correct for r in vqa), len(vqa)),
+        "vqa_accuracy": _rate(correct, len(vqa)),
         "vqa_accuracy_by_kind": {k: mean(v) for k, v in sorted(vqa_by_kind.items())},
         "n_vqa": len(vqa),
         "overgeneralization_delta": delta,
         "overgeneralization_delta_mean": mean(delta.values()) if delta else 0.0,
+        "ci95": ci95,
     }

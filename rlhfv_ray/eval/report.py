@@ -9,10 +9,12 @@ from rlhfv_ray.world.spec import HALLUCINATION_TYPES
 # (label, key, lower is better?) of the table's rows, in order.
 ROWS: list[tuple[str, str, bool | None]] = [
     ("response hallucination rate", "response_hallucination_rate", True),
+    ("  95% interval", "ci95.response_hallucination_rate", None),
     ("mention hallucination rate (CHAIR_i)", "mention_hallucination_rate", True),
     *((f"  {t} hallucination (response-level)", f"hallucination_by_type.{t}", True) for t in HALLUCINATION_TYPES),
     ("object recall", "object_recall", False),
     ("VQA accuracy", "vqa_accuracy", False),
+    ("  95% interval", "ci95.vqa_accuracy", None),
     ("over-generalization delta (mean)", "overgeneralization_delta_mean", True),
     ("mean response words", "mean_response_words", None),
     ("unparsed responses", "unparsed_responses", True),
@@ -21,13 +23,20 @@ ROWS: list[tuple[str, str, bool | None]] = [
 
 
 def _lookup(metrics: dict, dotted: str):
+    """The value at a dotted key; None where a report predates the key (e.g. no ci95)."""
     value = metrics
     for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
         value = value[part]
     return value
 
 
 def _fmt(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
@@ -39,6 +48,19 @@ def markdown_table(results: dict[str, dict]) -> str:
         arrow = "" if lower_better is None else (" ↓" if lower_better else " ↑")
         cells = [_fmt(_lookup(results[n], key)) for n in names]
         lines.append(f"| {label}{arrow} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def paired_table(comparisons: dict[str, dict]) -> str:
+    """Markdown rows of paired comparisons (name -> `benchmark.compare_responses` output): the
+    difference of each response-level rate with its 95% interval and McNemar p-value."""
+    kinds = ["response_hallucination_rate", *HALLUCINATION_TYPES]
+    lines = ["| paired (same scenes) | " + " | ".join(k.replace("_hallucination_rate", "") for k in kinds) + " |",
+             "|---|" + "---|" * len(kinds)]
+    for name, comparison in comparisons.items():
+        cells = [f"{c['difference']:+.3f} [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}] p={c['mcnemar_p']:.2g}"
+                 for c in (comparison[k] for k in kinds)]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -58,7 +80,12 @@ def plot_metrics(results: dict[str, dict], path: str | Path) -> None:
     width = 0.8 / max(len(names), 1)
     fig, ax = plt.subplots(figsize=(10, 4))
     for i, name in enumerate(names):
-        ax.bar(x + i * width, [_lookup(results[name], k) for k in keys], width, label=name)
+        values = [_lookup(results[name], k) for k in keys]
+        # 95% intervals where the report has them (binomial rates); none for ratio-of-sums figures
+        intervals = [_lookup(results[name], f"ci95.{k}") for k in keys]
+        errors = np.array([[max(v - ci[0], 0.0), max(ci[1] - v, 0.0)] if ci else [np.nan, np.nan]
+                           for v, ci in zip(values, intervals)]).T
+        ax.bar(x + i * width, values, width, yerr=errors, capsize=2, label=name)
     ax.set_xticks(x + width * (len(names) - 1) / 2, labels, rotation=20)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("rate")
