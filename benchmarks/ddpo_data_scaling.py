@@ -9,7 +9,7 @@ the paper's curve; small sizes simply see their pairs for more epochs).
 For each size N: DDPO from the base with `max_pairs=N` (the first N pairs of the shards) into
 OUT/models/pairs_N, then the hallucination benchmark into OUT/eval/pairs_N/; the base itself is the
 N = 0 point. Each stage is skipped when its output exists for the same config (the demo's stage
-markers), so a rerun resumes where an earlier one stopped. The curve lands in OUT/../ddpo_data_scaling.json
+markers), so a rerun resumes where an earlier one stopped. The curve lands in OUT.json
 and .png.
 """
 
@@ -102,7 +102,7 @@ def main() -> None:
                                  "processor": platform.processor() or platform.machine()}},
         "points": points,
     }
-    report = out.parent / f"{NAME}.json"
+    report = out.parent / f"{out.name}.json"  # beside OUT: one report per --out
     report.write_text(json.dumps(result, indent=2))
     plot(points[1:], points[0], report.with_suffix(".png"))
     print(json.dumps(points, indent=2))

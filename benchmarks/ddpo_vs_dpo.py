@@ -10,7 +10,7 @@ pairs and budget, into OUT/models/{ddpo,dpo}_seedS, each evaluated into OUT/eval
 differs from the next by Ray Data's split of the pairs across workers (about ±0.005), and the
 benchmark's own sampling error is larger still (±0.03 at 95% on 1000 scenes), so the comparison is
 the paired difference per seed (same scenes) and its mean over seeds. Stages are reused on a rerun.
-The result lands in OUT/../ddpo_vs_dpo.json.
+The result lands in OUT.json (benchmarks/results/ddpo_vs_dpo.json by default).
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def main() -> None:
         "response_rate_difference_over_seeds": differences,
         "paired": paired,
     }
-    report = out.parent / f"{NAME}.json"
+    report = out.parent / f"{out.name}.json"  # beside OUT: one report per --out
     report.write_text(json.dumps(result, indent=2))
     print(json.dumps({"summary": summary, "differences": differences}, indent=2))
     print(f"report: {report}")
