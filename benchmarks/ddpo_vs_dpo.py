@@ -49,7 +49,8 @@ def main() -> None:
     benchmark = benchmark_config(args)
 
     base_dir = out / "eval" / "base"
-    runs: dict[str, dict[int, dict]] = {"base": {-1: evaluate(args.base, base_dir, benchmark, "base")}}
+    base_metrics = evaluate(args.base, base_dir, benchmark, "base")
+    runs: dict[str, dict[int, dict]] = {"ddpo": {}, "dpo": {}}
     paired: dict[str, list[dict]] = {"ddpo - dpo": [], "ddpo - base": [], "dpo - base": []}
     for seed in seeds:
         evals = {}
@@ -60,7 +61,7 @@ def main() -> None:
                                             out / "models" / label)
             evals[name] = out / "eval" / label
             metrics = evaluate(config.out, evals[name], benchmark, label)
-            runs.setdefault(name, {})[seed] = {**{k: metrics[k] for k in METRICS},
+            runs[name][seed] = {**{k: metrics[k] for k in METRICS},
                                                "hallucination_by_type": metrics["hallucination_by_type"],
                                                "train_seconds": seconds}
             print(f"[{NAME}] {label}: " + ", ".join(f"{k}={metrics[k]:.3f}" for k in METRICS))
@@ -70,7 +71,7 @@ def main() -> None:
             paired[key].append({"seed": seed, **compare_responses(reports[a], reports[b])})
 
     summary = {name: {k: spread([r[k] for r in by_seed.values()]) for k in METRICS}
-               for name, by_seed in runs.items() if name != "base"}
+               for name, by_seed in runs.items()}
     differences = {key: spread([c["response_hallucination_rate"]["difference"] for c in comparisons])
                    for key, comparisons in paired.items()}
     result = {
@@ -80,8 +81,8 @@ def main() -> None:
                      "ddpo": base_config.model_dump(mode="json", exclude={"model", "shards", "out", "run_name"}),
                      "benchmark": benchmark.model_dump(mode="json"),
                      "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()}},
-        "base": {k: runs["base"][-1][k] for k in METRICS},
-        "runs": {name: by_seed for name, by_seed in runs.items() if name != "base"},
+        "base": {k: base_metrics[k] for k in METRICS},
+        "runs": runs,
         "summary": summary,
         "response_rate_difference_over_seeds": differences,
         "paired": paired,
