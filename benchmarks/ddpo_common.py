@@ -60,3 +60,9 @@ def load_base_config(args: argparse.Namespace, **owned) -> DDPOConfig:
 
 def benchmark_config(args: argparse.Namespace) -> BenchmarkConfig:
     return BenchmarkConfig(**({"scenes": args.eval_scenes} if args.eval_scenes else {}))
+
+
+def report_path(args: argparse.Namespace) -> Path:
+    """OUT.json beside --out: one report per --out, so runs with different --out keep theirs."""
+    out = Path(args.out)
+    return out.parent / f"{out.name}.json"

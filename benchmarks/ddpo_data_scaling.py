@@ -21,7 +21,8 @@ import os
 import platform
 from pathlib import Path
 
-from ddpo_common import add_common_arguments, benchmark_config, evaluate, load_base_config, train_variant
+from ddpo_common import (add_common_arguments, benchmark_config, evaluate, load_base_config, report_path,
+                         train_variant)
 from rlhfv_ray.data.shards import check_shards_match_model
 from rlhfv_ray.training.train_ddpo import DDPOConfig
 
@@ -102,7 +103,7 @@ def main() -> None:
                                  "processor": platform.processor() or platform.machine()}},
         "points": points,
     }
-    report = out.parent / f"{out.name}.json"  # beside OUT: one report per --out
+    report = report_path(args)
     report.write_text(json.dumps(result, indent=2))
     plot(points[1:], points[0], report.with_suffix(".png"))
     print(json.dumps(points, indent=2))

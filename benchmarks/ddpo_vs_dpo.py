@@ -23,7 +23,8 @@ import platform
 from pathlib import Path
 from statistics import mean, stdev
 
-from ddpo_common import add_common_arguments, benchmark_config, evaluate, load_base_config, train_variant
+from ddpo_common import (add_common_arguments, benchmark_config, evaluate, load_base_config, report_path,
+                         train_variant)
 from rlhfv_ray.data.shards import check_shards_match_model
 from rlhfv_ray.eval.benchmark import compare_responses
 
@@ -62,8 +63,7 @@ def main() -> None:
             evals[name] = out / "eval" / label
             metrics = evaluate(config.out, evals[name], benchmark, label)
             runs[name][seed] = {**{k: metrics[k] for k in METRICS},
-                                               "hallucination_by_type": metrics["hallucination_by_type"],
-                                               "train_seconds": seconds}
+                                "hallucination_by_type": metrics["hallucination_by_type"], "train_seconds": seconds}
             print(f"[{NAME}] {label}: " + ", ".join(f"{k}={metrics[k]:.3f}" for k in METRICS))
         reports = {name: path / "benchmark.json" for name, path in {**evals, "base": base_dir}.items()}
         for key in paired:
@@ -87,7 +87,7 @@ def main() -> None:
         "response_rate_difference_over_seeds": differences,
         "paired": paired,
     }
-    report = out.parent / f"{out.name}.json"  # beside OUT: one report per --out
+    report = report_path(args)
     report.write_text(json.dumps(result, indent=2))
     print(json.dumps({"summary": summary, "differences": differences}, indent=2))
     print(f"report: {report}")

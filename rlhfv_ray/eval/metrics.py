@@ -96,7 +96,8 @@ def overgeneralization_delta(scores: Sequence[CaptionScore]) -> dict[str, float]
 def summarize(captions: Sequence[CaptionScore], vqa: Sequence[VQAResult]) -> dict:
     """The benchmark's figures; see the module docstring for each definition."""
     n = len(captions)
-    by_type = {t: _rate(sum(t in s.types for s in captions), n) for t in HALLUCINATION_TYPES}
+    type_counts = {t: sum(t in s.types for s in captions) for t in HALLUCINATION_TYPES}
+    by_type = {t: _rate(count, n) for t, count in type_counts.items()}
     delta = overgeneralization_delta(captions)
     vqa_by_kind: dict[str, list[bool]] = defaultdict(list)
     for r in vqa:
@@ -105,8 +106,7 @@ def summarize(captions: Sequence[CaptionScore], vqa: Sequence[VQAResult]) -> dic
     correct = sum(r.correct for r in vqa)
     ci95 = {
         "response_hallucination_rate": wilson_interval(hallucinated, n),
-        "hallucination_by_type": {t: wilson_interval(sum(t in s.types for s in captions), n)
-                                  for t in HALLUCINATION_TYPES},
+        "hallucination_by_type": {t: wilson_interval(count, n) for t, count in type_counts.items()},
         "vqa_accuracy": wilson_interval(correct, len(vqa)),
     }
     return {
