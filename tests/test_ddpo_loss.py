@@ -65,6 +65,19 @@ def test_sft_term_adds_chosen_nll():
     assert with_sft.item() == pytest.approx(base.item() + 0.1 * 2.0)
 
 
+def test_dense_sft_term_weights_corrected_tokens_like_the_score():
+    # chosen log-probs (-1, -4, -1), the middle token corrected: plain NLL 2, dense (gamma 5)
+    # (1 + 20 + 1) / 7 = 22/7; with gamma 1 the dense term is the plain one
+    _, reference, masks = _one_pair()
+    policy = PairLogps(torch.tensor([[-1.0, -4.0, -1.0]]), torch.tensor([[-2.0, -2.0, 0.0]]))
+    for gamma, expected in ((5.0, 22 / 7), (1.0, 2.0)):
+        base, _ = ddpo_loss(policy, reference, **masks, params=DDPOParams(gamma=gamma))
+        dense, metrics = ddpo_loss(policy, reference, **masks,
+                                   params=DDPOParams(gamma=gamma, sft_weight=0.1, dense_sft=True))
+        assert metrics["chosen_nll"] == pytest.approx(2.0)  # the metric stays the plain mean
+        assert dense.item() == pytest.approx(base.item() + 0.1 * expected)
+
+
 def test_gradient_flows_to_policy_only_and_favours_corrected_tokens():
     policy, reference, masks = _one_pair()
     policy = PairLogps(policy.chosen.clone().requires_grad_(), policy.rejected.clone().requires_grad_())

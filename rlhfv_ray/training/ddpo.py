@@ -11,8 +11,10 @@ The same weighting applies to the frozen reference model's cached per-token log-
 
     -log sigmoid( beta * [ (score_pi(y_w) - score_ref(y_w)) - (score_pi(y_l) - score_ref(y_l)) ] )
 
-plus, optionally, `sft_weight` times the mean NLL of the chosen answer. gamma = 1 with
-normalisation is length-normalised vanilla DPO, the paper's ablation baseline.
+plus, optionally, `sft_weight` times the mean NLL of the chosen answer; with `dense_sft` that NLL is
+weighted like the score (corrected tokens gamma times, normalised), so the anchor, too, leans on the
+corrections. gamma = 1 with normalisation is length-normalised vanilla DPO, the paper's ablation
+baseline (and makes `dense_sft` the plain mean NLL).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class DDPOParams:
     gamma: float = 5.0
     normalize: bool = True
     sft_weight: float = 0.0
+    dense_sft: bool = False
 
     def __post_init__(self) -> None:
         if self.beta <= 0 or self.gamma <= 0 or self.sft_weight < 0:
@@ -64,7 +67,11 @@ def ddpo_loss(policy: PairLogps, reference: PairLogps, chosen_mask: torch.Tensor
     logits = params.beta * (chosen_ratio - rejected_ratio)
     preference_loss = -F.logsigmoid(logits).mean()
     chosen_nll = -(policy.chosen * chosen_mask).sum(-1) / chosen_mask.sum(-1).clamp(min=1)
-    loss = preference_loss + params.sft_weight * chosen_nll.mean() if params.sft_weight else preference_loss
+    loss = preference_loss
+    if params.sft_weight:
+        anchor = (-weighted_score(policy.chosen, chosen_mask, chosen_corrected, params.gamma, normalize=True)
+                  if params.dense_sft else chosen_nll)
+        loss = loss + params.sft_weight * anchor.mean()
     corrected_tokens = (chosen_corrected * chosen_mask).sum() + (rejected_corrected * rejected_mask).sum()
     with torch.no_grad():
         metrics = {
