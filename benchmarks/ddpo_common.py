@@ -9,14 +9,9 @@ from pathlib import Path
 
 from rlhfv_ray.config import load_config, validate_config
 from rlhfv_ray.eval.benchmark import BenchmarkConfig, EvaluateConfig, evaluate_checkpoint
-from rlhfv_ray.stages import STAGE_MARKER, run_stage
+from rlhfv_ray.stages import recorded_seconds, run_stage
 from rlhfv_ray.training.train_ddpo import DDPOConfig, run_train
 from rlhfv_ray.training.trainer import default_run_name
-
-
-def stage_seconds(out_dir: Path) -> float:
-    """Seconds the stage took when it ran, also when this run reused it (run_stage reports 0 then)."""
-    return json.loads((Path(out_dir) / STAGE_MARKER).read_text())["seconds"]
 
 
 def evaluate(model: str, out: Path, benchmark: BenchmarkConfig, label: str) -> dict:
@@ -35,7 +30,7 @@ def train_variant(base: DDPOConfig, updates: dict, label: str, model_out: Path) 
     config = validate_config(DDPOConfig, values)
     config = config.model_copy(update={"run_name": default_run_name(f"ddpo-{label}", config)})
     run_stage(f"train {label}", config, config.out, lambda: run_train(config), reuse=True)
-    return config, stage_seconds(Path(config.out))
+    return config, recorded_seconds(config.out)
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, name: str) -> None:

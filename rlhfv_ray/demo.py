@@ -19,7 +19,7 @@ from rlhfv_ray.data.pipeline import ShardConfig, ShardSection, build_shards
 from rlhfv_ray.eval.benchmark import BenchmarkConfig, EvaluateConfig, compare_responses, evaluate_checkpoint
 from rlhfv_ray.eval.report import markdown_table, paired_table, plot_metrics
 from rlhfv_ray.model.bootstrap import BuildModelConfig, BuildModelSection, build_initial_model
-from rlhfv_ray.stages import run_stage
+from rlhfv_ray.stages import recorded_seconds, run_stage
 from rlhfv_ray.training.config import RayConfig
 from rlhfv_ray.training.sft import SFTConfig, SFTSection, run_sft
 from rlhfv_ray.training.train_ddpo import DDPOConfig, DDPOSection, run_train
@@ -43,54 +43,61 @@ def _eval_json(config: DemoConfig, name: str) -> Path:
     return Path(config.out_dir) / "eval" / f"{name}.json"
 
 
-def _evaluate(config: DemoConfig, name: str, model_dir: str, seconds: dict) -> dict:
+def _evaluate(config: DemoConfig, name: str, model_dir: str, stage) -> dict:
     eval_config = EvaluateConfig(model=model_dir, out=str(_eval_json(config, name)),
                                  world=config.world, benchmark=config.benchmark)
-    _, seconds[f"evaluate_{name}"] = run_stage(
-        f"evaluate {name}", eval_config, Path(eval_config.out).parent / name,
-        lambda: evaluate_checkpoint(eval_config), config.reuse, upstream=[model_dir])
+    stage(f"evaluate_{name}", f"evaluate {name}", eval_config, Path(eval_config.out).parent / name,
+          lambda: evaluate_checkpoint(eval_config), upstream=[model_dir])
     return json.loads(Path(eval_config.out).read_text())
 
 
 def run_demo(config: DemoConfig) -> dict:
     out = Path(config.out_dir)
     save_resolved_config(config, out)
-    seconds: dict[str, float] = {}
+    stage_dirs: dict[str, Path] = {}
+    reused: list[str] = []
+
+    def stage(key: str, name: str, stage_config, out_dir, action, upstream=()) -> None:
+        stage_dirs[key] = Path(out_dir)
+        _, seconds = run_stage(name, stage_config, out_dir, action, config.reuse, upstream=upstream)
+        if seconds == 0.0:  # run_stage's answer for a reused stage
+            reused.append(key)
 
     build = BuildModelConfig.model_validate(
         {**config.model.model_dump(), "out": str(out / "init_model"), "world": config.world})
-    _, seconds["build_model"] = run_stage("build-model", build, build.out, lambda: build_initial_model(build),
-                                          config.reuse)
+    stage("build_model", "build-model", build, build.out, lambda: build_initial_model(build))
 
     sft = SFTConfig.model_validate({**config.sft.model_dump(), "model": build.out, "out": str(out / "base_model"),
                                     "world": config.world, "ray": config.ray})
-    _, seconds["sft"] = run_stage("sft", sft, sft.out, lambda: run_sft(sft), config.reuse, upstream=[build.out])
+    stage("sft", "sft", sft, sft.out, lambda: run_sft(sft), upstream=[build.out])
 
-    results = {"base": _evaluate(config, "base", sft.out, seconds)}
+    results = {"base": _evaluate(config, "base", sft.out, stage)}
 
     feedback = FeedbackConfig.model_validate({**config.feedback.model_dump(), "model": sft.out,
                                               "out": str(out / "feedback"), "world": config.world, "ray": config.ray})
-    _, seconds["collect_feedback"] = run_stage("collect-feedback", feedback, feedback.out,
-                                               lambda: collect_feedback(feedback), config.reuse,
-                                               upstream=[sft.out])
+    stage("collect_feedback", "collect-feedback", feedback, feedback.out, lambda: collect_feedback(feedback),
+          upstream=[sft.out])
     shards = ShardConfig.model_validate({**config.shards.model_dump(), "input": [str(out / "feedback" / FEEDBACK_FILE)],
                                          "model": sft.out, "out": str(out / "shards"), "ray": config.ray})
-    _, seconds["build_shards"] = run_stage("build-shards", shards, shards.out, lambda: build_shards(shards),
-                                           config.reuse, upstream=[feedback.out, sft.out])
+    stage("build_shards", "build-shards", shards, shards.out, lambda: build_shards(shards),
+          upstream=[feedback.out, sft.out])
     # the same pairs, steps and hyper-parameters; vanilla DPO only sets gamma = 1 (paper Table 3)
     for name, gamma in (("ddpo", config.ddpo.ddpo.gamma), ("dpo", 1.0)):
         section = config.ddpo.model_dump()
         section["ddpo"]["gamma"] = gamma
         train = DDPOConfig.model_validate({**section, "model": sft.out, "shards": shards.out,
                                            "out": str(out / f"{name}_model"), "ray": config.ray})
-        _, seconds[f"train_{name}"] = run_stage(f"train {name}", train, train.out, lambda: run_train(train),
-                                                config.reuse, upstream=[shards.out, sft.out])
-        results[name] = _evaluate(config, name, train.out, seconds)
+        stage(f"train_{name}", f"train {name}", train, train.out, lambda: run_train(train),
+              upstream=[shards.out, sft.out])
+        results[name] = _evaluate(config, name, train.out, stage)
     # rates differ by a few points between models, as much as one benchmark's sampling error: the
     # models answer the same scenes, so compare them scene by scene (eval/stats.py)
     paired = {f"{b} - {a}": compare_responses(_eval_json(config, a), _eval_json(config, b))
               for a, b in (("base", "ddpo"), ("base", "dpo"), ("dpo", "ddpo"))}
-    report = {**results, "paired": paired, "stage_seconds": seconds}
+    # what each stage took when it ran, also when this run reused its output
+    report = {**results, "paired": paired,
+              "stage_seconds": {key: recorded_seconds(path) for key, path in stage_dirs.items()},
+              "reused_stages": reused}
     (out / "report.json").write_text(json.dumps(report, indent=2))
     table = markdown_table(results) + "\n" + paired_table(paired)
     (out / "report.md").write_text(table)

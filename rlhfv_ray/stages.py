@@ -20,6 +20,12 @@ def config_digest(config: BaseModel) -> str:
     return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
 
 
+def recorded_seconds(out_dir: str | Path) -> float:
+    """The seconds the stage that wrote `out_dir` took when it ran (also when a later run reused it,
+    for which `run_stage` returns 0)."""
+    return json.loads((Path(out_dir) / STAGE_MARKER).read_text())["seconds"]
+
+
 def _run_id(out_dir: str | Path) -> str:
     """The identity of the last successful run that wrote `out_dir` ("" when no stage wrote it)."""
     marker = Path(out_dir) / STAGE_MARKER

@@ -1,8 +1,10 @@
 """Stage reuse: a stage is skipped only for the same config and the same runs of its inputs."""
 
+import time
+
 from pydantic import BaseModel
 
-from rlhfv_ray.stages import run_stage
+from rlhfv_ray.stages import recorded_seconds, run_stage
 
 
 class _Config(BaseModel):
@@ -33,9 +35,10 @@ def test_stage_reruns_when_config_or_an_upstream_run_changes(tmp_path):
 
 def test_reused_stage_reports_zero_seconds_and_failed_stage_is_not_marked(tmp_path):
     config = _Config(model="m")
-    _, seconds = run_stage("s", config, tmp_path, lambda: None, reuse=True, log=lambda *_: None)
-    assert seconds >= 0
+    _, seconds = run_stage("s", config, tmp_path, lambda: time.sleep(0.01), reuse=True, log=lambda *_: None)
+    assert seconds >= 0.01
     assert run_stage("s", config, tmp_path, lambda: None, reuse=True, log=lambda *_: None) == (None, 0.0)
+    assert recorded_seconds(tmp_path) == seconds  # what it took when it ran, kept for later runs
 
     def crash():
         raise RuntimeError("boom")
