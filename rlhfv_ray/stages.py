@@ -20,16 +20,24 @@ def config_digest(config: BaseModel) -> str:
     return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
 
 
+def _read_marker(out_dir: str | Path) -> dict | None:
+    """The marker of the last successful run that wrote `out_dir`, or None when no stage wrote it."""
+    marker = Path(out_dir) / STAGE_MARKER
+    return json.loads(marker.read_text()) if marker.exists() else None
+
+
 def recorded_seconds(out_dir: str | Path) -> float:
     """The seconds the stage that wrote `out_dir` took when it ran (also when a later run reused it,
     for which `run_stage` returns 0)."""
-    return json.loads((Path(out_dir) / STAGE_MARKER).read_text())["seconds"]
+    marker = _read_marker(out_dir)
+    if marker is None:
+        raise FileNotFoundError(f"no {STAGE_MARKER} in {out_dir}: no stage has completed there")
+    return marker["seconds"]
 
 
 def _run_id(out_dir: str | Path) -> str:
     """The identity of the last successful run that wrote `out_dir` ("" when no stage wrote it)."""
-    marker = Path(out_dir) / STAGE_MARKER
-    return json.loads(marker.read_text()).get("run_id", "") if marker.exists() else ""
+    return (_read_marker(out_dir) or {}).get("run_id", "")
 
 
 def run_stage(name: str, config: BaseModel, out_dir: str | Path, action: Callable[[], T], reuse: bool,
@@ -43,7 +51,7 @@ def run_stage(name: str, config: BaseModel, out_dir: str | Path, action: Callabl
     inputs = [config_digest(config)] + [_run_id(d) for d in upstream]
     # without inputs the digest is the config's alone, as markers written before `upstream` hold
     digest = hashlib.sha256("|".join(inputs).encode()).hexdigest()[:16] if upstream else inputs[0]
-    if reuse and marker.exists() and json.loads(marker.read_text()).get("config_digest") == digest:
+    if reuse and (_read_marker(out_dir) or {}).get("config_digest") == digest:
         log(f"[{name}] reusing {out_dir} (same config)")
         return None, 0.0
     marker.unlink(missing_ok=True)
