@@ -85,6 +85,7 @@ def run_demo(config: DemoConfig) -> dict:
     for name, gamma in (("ddpo", config.ddpo.ddpo.gamma), ("dpo", 1.0)):
         section = config.ddpo.model_dump()
         section["ddpo"]["gamma"] = gamma
+        section["rehearsal"]["world"] = config.world  # rehearsed scenes look like every other scene
         train = DDPOConfig.model_validate({**section, "model": sft.out, "shards": shards.out,
                                            "out": str(out / f"{name}_model"), "ray": config.ray})
         stage(f"train_{name}", f"train {name}", train, train.out, lambda: run_train(train),

@@ -15,6 +15,7 @@ from pydantic import Field, field_validator
 from rlhfv_ray.data.shards import check_shards_match_model, shard_files
 from rlhfv_ray.training.config import OptimConfig, RayConfig, TrainSection
 from rlhfv_ray.training.ddpo import DDPOParams, PairLogps, ddpo_loss
+from rlhfv_ray.training.rehearsal import RehearsalConfig
 
 
 DDPO_OPTIM = OptimConfig(lr=1e-5, warmup_steps=5, max_steps=100, global_batch_size=32, micro_batch_size=16)
@@ -27,6 +28,8 @@ class DDPOSection(TrainSection):
     # Train on only the first `max_pairs` pairs (shard file order, the same pairs on every run), for
     # data-scaling curves (paper Fig. 2); null uses them all, as does a value above the shards' count.
     max_pairs: int | None = Field(None, gt=0)
+    # SFT-corpus VQA rehearsed beside the pairs (off by default, as in the paper): keeps short answers
+    rehearsal: RehearsalConfig = RehearsalConfig()
 
     @field_validator("optim", mode="before")
     @classmethod
@@ -43,22 +46,35 @@ class DDPOConfig(DDPOSection):
     run_name: str | None = None  # Ray Train run; rerunning the same name resumes it
 
 
-def make_ddpo_loss(params: DDPOParams):
+def make_ddpo_loss(params: DDPOParams, rehearsal_weight: float = 0.0):
     from rlhfv_ray.data.batching import pair_token_logps
+    from rlhfv_ray.training.rehearsal import rehearsal_nll
 
     def loss_fn(model, batch: dict):
         policy, chosen_mask, rejected_mask = pair_token_logps(model, batch)
         reference = PairLogps(batch["ref_chosen_logps"], batch["ref_rejected_logps"])
-        return ddpo_loss(policy, reference, chosen_mask, rejected_mask,
-                         batch["chosen_corrected"], batch["rejected_corrected"], params)
+        loss, metrics = ddpo_loss(policy, reference, chosen_mask, rejected_mask,
+                                  batch["chosen_corrected"], batch["rejected_corrected"], params)
+        if rehearsal_weight:
+            nll = rehearsal_nll(model, batch)
+            loss = loss + rehearsal_weight * nll
+            metrics["rehearsal_nll"] = nll.item()
+        return loss, metrics
 
     return loss_fn
 
 
-def make_pair_collate(processor):
+def make_pair_collate(processor, rehearsal: RehearsalConfig | None = None, seed: int = 0):
     from rlhfv_ray.data.batching import pair_batch
+    from rlhfv_ray.training.rehearsal import rehearsal_batch
 
-    return lambda rows: pair_batch(rows, processor)
+    def collate(rows: dict) -> dict:
+        batch = pair_batch(rows, processor)
+        if rehearsal is not None and rehearsal.enabled:
+            batch.update(rehearsal_batch(rows["idx"], seed, rehearsal, processor))
+        return batch
+
+    return collate
 
 
 def ddpo_worker(config_dict: dict) -> None:
@@ -70,7 +86,8 @@ def ddpo_worker(config_dict: dict) -> None:
     model, processor = load_model_and_processor(config.model)
     if config.freeze_vision_tower:
         model.model.vision_tower.requires_grad_(False)
-    parts = LoopParts("ddpo", make_ddpo_loss(config.ddpo), make_pair_collate(processor),
+    parts = LoopParts("ddpo", make_ddpo_loss(config.ddpo, config.rehearsal.weight),
+                      make_pair_collate(processor, config.rehearsal, config.seed),
                       count_tokens=lambda b: int(b["chosen_attention_mask"].sum() + b["rejected_attention_mask"].sum()))
     run_training(config, model, processor, parts, metrics_path=str(Path(config.out) / METRICS_FILE))
 
