@@ -16,11 +16,12 @@ import random
 from typing import Literal, Sequence
 
 import torch
+from PIL import Image
 from pydantic import Field
 
 from rlhfv_ray.config import StrictModel
 from rlhfv_ray.model.encoding import encode_conversations, pad_lm_batch, pixel_values
-from rlhfv_ray.training.logprobs import forward_token_logps
+from rlhfv_ray.training.sft import sft_loss
 from rlhfv_ray.world.grammar import sample_vqa
 from rlhfv_ray.world.render import render_scene
 from rlhfv_ray.world.scene import sample_scene
@@ -34,9 +35,9 @@ class RehearsalConfig(StrictModel):
     weight: float = Field(0.0, ge=0)  # of the rehearsal NLL in the loss; 0 turns rehearsal off
     scenes_per_micro_batch: int = Field(4, gt=0)
     questions_per_scene: int = Field(6, gt=0)
-    # Only these question kinds are rehearsed (a scene with none of them adds nothing).
+    # Only these question kinds are rehearsed; a scene drawn without any is skipped for another.
     kinds: tuple[VQAKind, ...] = ("existence", "count", "color", "position")
-    scenes: int = Field(4000, gt=0)  # the pool: scenes [0, scenes) of the "sft" split
+    scenes: int = Field(4000, gt=0)  # the pool: scenes [0, scenes) of the "sft" split (SFT's default)
     world: WorldParams = WorldParams()
 
     @property
@@ -44,10 +45,11 @@ class RehearsalConfig(StrictModel):
         return self.weight > 0
 
 
-def rehearsal_conversations(pair_ids: Sequence[int], seed: int, config: RehearsalConfig):
+def rehearsal_conversations(pair_ids: Sequence[int], seed: int,
+                            config: RehearsalConfig) -> tuple[list[Image.Image], list[list[tuple[str, str]]]]:
     """(images, conversations) a micro batch of pairs `pair_ids` rehearses: `scenes_per_micro_batch`
-    SFT-split scenes, each with its questions of `config.kinds`, drawn as the SFT corpus draws them
-    (existence first). Scenes without a question of those kinds are skipped, so every micro batch
+    SFT-split scenes, each with its questions of `config.kinds`, drawn as the SFT corpus draws its
+    questions (`sample_vqa`: existence first). Scenes without a question of those kinds are skipped, so every micro batch
     rehearses the same number of scenes (ranks run the same forwards, as ZeRO-3 needs)."""
     rng = random.Random(f"rehearsal:{seed}:{','.join(str(int(i)) for i in pair_ids)}")
     images, conversations = [], []
@@ -76,7 +78,5 @@ def rehearsal_batch(pair_ids: Sequence[int], seed: int, config: RehearsalConfig,
 
 
 def rehearsal_nll(model, batch: dict) -> torch.Tensor:
-    """Mean NLL over the answer tokens of the batch's rehearsal part."""
-    part = {k[len(PREFIX):]: v for k, v in batch.items() if k.startswith(PREFIX)}
-    logps, mask = forward_token_logps(model, part)
-    return -(logps * mask).sum() / mask.sum().clamp(min=1)
+    """The SFT loss (mean NLL over answer tokens) of the batch's rehearsal part."""
+    return sft_loss(model, {k[len(PREFIX):]: v for k, v in batch.items() if k.startswith(PREFIX)})[0]
