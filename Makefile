@@ -27,7 +27,7 @@ demo: install
 	$(BIN)/rlhfv demo --config configs/demo_tiny.yaml
 
 test: install
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
 
 bench: install
 	$(BIN)/pip install --quiet -e ".[dev,bench]"
