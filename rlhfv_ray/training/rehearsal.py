@@ -49,8 +49,9 @@ def rehearsal_conversations(pair_ids: Sequence[int], seed: int,
                             config: RehearsalConfig) -> tuple[list[Image.Image], list[list[tuple[str, str]]]]:
     """(images, conversations) a micro batch of pairs `pair_ids` rehearses: `scenes_per_micro_batch`
     SFT-split scenes, each with its questions of `config.kinds`, drawn as the SFT corpus draws its
-    questions (`sample_vqa`: existence first). Scenes without a question of those kinds are skipped, so every micro batch
-    rehearses the same number of scenes (ranks run the same forwards, as ZeRO-3 needs)."""
+    questions (`sample_vqa`: existence first). Scenes without a question of those kinds are skipped,
+    so every micro batch rehearses the same number of scenes (ranks run the same forwards, as ZeRO-3
+    needs)."""
     rng = random.Random(f"rehearsal:{seed}:{','.join(str(int(i)) for i in pair_ids)}")
     images, conversations = [], []
     for _ in range(100 * config.scenes_per_micro_batch):  # bounded: a kind is drawn 1 time in 4

@@ -15,7 +15,7 @@ from pydantic import Field, field_validator
 from rlhfv_ray.data.shards import check_shards_match_model, shard_files
 from rlhfv_ray.training.config import OptimConfig, RayConfig, TrainSection
 from rlhfv_ray.training.ddpo import DDPOParams, PairLogps, ddpo_loss
-from rlhfv_ray.training.rehearsal import RehearsalConfig
+from rlhfv_ray.training.rehearsal import RehearsalConfig, rehearsal_batch, rehearsal_nll
 
 
 DDPO_OPTIM = OptimConfig(lr=1e-5, warmup_steps=5, max_steps=100, global_batch_size=32, micro_batch_size=16)
@@ -48,7 +48,6 @@ class DDPOConfig(DDPOSection):
 
 def make_ddpo_loss(params: DDPOParams, rehearsal_weight: float = 0.0):
     from rlhfv_ray.data.batching import pair_token_logps
-    from rlhfv_ray.training.rehearsal import rehearsal_nll
 
     def loss_fn(model, batch: dict):
         policy, chosen_mask, rejected_mask = pair_token_logps(model, batch)
@@ -66,7 +65,6 @@ def make_ddpo_loss(params: DDPOParams, rehearsal_weight: float = 0.0):
 
 def make_pair_collate(processor, rehearsal: RehearsalConfig | None = None, seed: int = 0):
     from rlhfv_ray.data.batching import pair_batch
-    from rlhfv_ray.training.rehearsal import rehearsal_batch
 
     def collate(rows: dict) -> dict:
         batch = pair_batch(rows, processor)
