@@ -8,15 +8,17 @@ import json
 from pathlib import Path
 
 from rlhfv_ray.config import load_config, validate_config
-from rlhfv_ray.eval.benchmark import BenchmarkConfig, EvaluateConfig, evaluate_checkpoint
+from rlhfv_ray.eval.benchmark import EvaluateConfig, evaluate_checkpoint
+from rlhfv_ray.scene_world.benchmark import SceneBenchmark
 from rlhfv_ray.stages import recorded_seconds, run_stage
 from rlhfv_ray.training.train_ddpo import DDPOConfig, run_train
 from rlhfv_ray.training.trainer import default_run_name
 
 
-def evaluate(model: str, out: Path, benchmark: BenchmarkConfig, label: str) -> dict:
+def evaluate(model: str, out: Path, benchmark: SceneBenchmark, label: str) -> dict:
     """The benchmark of `model` into OUT/benchmark.json (responses beside it); reused when done."""
-    config = EvaluateConfig(model=model, out=str(out / "benchmark.json"), benchmark=benchmark)
+    config = EvaluateConfig(model=model, out=str(out / "benchmark.json"), benchmark="scene",
+                            settings=benchmark.model_dump(mode="json"))
     run_stage(f"evaluate {label}", config, out, lambda: evaluate_checkpoint(config), reuse=True, upstream=[model])
     return json.loads((out / "benchmark.json").read_text())
 
@@ -53,8 +55,8 @@ def load_base_config(args: argparse.Namespace, **owned) -> DDPOConfig:
     return load_config(DDPOConfig, args.config, [*args.set, *(f"{k}={json.dumps(v)}" for k, v in owned.items())])
 
 
-def benchmark_config(args: argparse.Namespace) -> BenchmarkConfig:
-    return BenchmarkConfig(**({"scenes": args.eval_scenes} if args.eval_scenes else {}))
+def benchmark_config(args: argparse.Namespace) -> SceneBenchmark:
+    return SceneBenchmark(**({"scenes": args.eval_scenes} if args.eval_scenes else {}))
 
 
 def report_path(args: argparse.Namespace) -> Path:

@@ -33,14 +33,14 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from rlhfv_ray.model import language_pretrain as lp
-from rlhfv_ray.model.bootstrap import world_tokenizer
-from rlhfv_ray.model.build import TinyLlavaSpec, build_processor, build_tiny_llava
+from rlhfv_ray.scene_world import language_pretrain as lp
+from rlhfv_ray.scene_world.build_model import world_tokenizer
+from rlhfv_ray.scene_world.tiny_llava import TinyLlavaSpec, build_processor, build_tiny_llava
 from rlhfv_ray.model.encoding import encode_conversations, pad_lm_batch
-from rlhfv_ray.model.language_pretrain import class_words, existence_conversations, fade_weight, other_words
-from rlhfv_ray.world.grammar import sample_vqa
-from rlhfv_ray.world.scene import sample_scene
-from rlhfv_ray.world.spec import WorldParams, split_seed
+from rlhfv_ray.scene_world.language_pretrain import class_words, existence_conversations, fade_weight, other_words
+from rlhfv_ray.scene_world.grammar import sample_vqa
+from rlhfv_ray.scene_world.scene import sample_scene
+from rlhfv_ray.scene_world.spec import WorldParams, split_seed
 
 VARIANTS = ("existence-full", "existence-class-only", "existence-ramp", "mixture", "mixture+ramp")
 

@@ -56,14 +56,14 @@ def feedback_pairs(n: int) -> list[dict]:
     model learns to make), corrected by the same oracle. Only hallucinated answers become pairs,
     as in collect-feedback. Realistic answer lengths and edits matter: they set tokenize, align
     and reference forward costs (tests' preference_record is one short sentence with one edit)."""
-    from rlhfv_ray.data.feedback import DS_NAME
+    DS_NAME = "scene-world"
     from rlhfv_ray.data.records import make_record
-    from rlhfv_ray.world.grammar import DESCRIPTION_PROMPTS
-    from rlhfv_ray.world.noise import noisy_caption
-    from rlhfv_ray.world.oracle import annotate
-    from rlhfv_ray.world.render import image_to_png_bytes, render_scene
-    from rlhfv_ray.world.scene import sample_scene
-    from rlhfv_ray.world.spec import NoiseRates, split_seed
+    from rlhfv_ray.scene_world.grammar import DESCRIPTION_PROMPTS
+    from rlhfv_ray.scene_world.noise import noisy_caption
+    from rlhfv_ray.scene_world.oracle import annotate
+    from rlhfv_ray.scene_world.render import image_to_png_bytes, render_scene
+    from rlhfv_ray.scene_world.scene import sample_scene
+    from rlhfv_ray.scene_world.spec import NoiseRates, split_seed
 
     records, index = [], 0
     while len(records) < n:

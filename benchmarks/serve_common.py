@@ -31,8 +31,8 @@ def untrained_tiny_model(out: Path) -> str:
     max_new_tokens (equal work per request, a fair comparison). No pretraining stage: seconds."""
     import torch
 
-    from rlhfv_ray.model.bootstrap import world_tokenizer
-    from rlhfv_ray.model.build import TinyLlavaSpec, build_processor, build_tiny_llava
+    from rlhfv_ray.scene_world.build_model import world_tokenizer
+    from rlhfv_ray.scene_world.tiny_llava import TinyLlavaSpec, build_processor, build_tiny_llava
 
     torch.manual_seed(0)
     spec = TinyLlavaSpec()
@@ -57,7 +57,7 @@ def local_serve(num_cpus: float = 2):
     import ray
     from ray import serve
 
-    from rlhfv_ray.cluster.local import free_port
+    from loadgen import free_port
 
     ray.init(num_cpus=num_cpus, include_dashboard=False, configure_logging=False, log_to_driver=False,
              runtime_env={"env_vars": {"DS_ACCELERATOR": os.environ["DS_ACCELERATOR"]}})
@@ -82,8 +82,8 @@ def deploy(base_url: str, name: str, args: dict) -> str:
 
 
 def caption_payloads(n_images: int, max_new_tokens: int):
-    from rlhfv_ray.world.render import image_to_png_bytes, render_scene
-    from rlhfv_ray.world.scene import sample_scene
+    from rlhfv_ray.scene_world.render import image_to_png_bytes, render_scene
+    from rlhfv_ray.scene_world.scene import sample_scene
 
     images = [base64.b64encode(image_to_png_bytes(render_scene(sample_scene(1000 + i)))).decode()
               for i in range(n_images)]

@@ -19,7 +19,7 @@ from serve_common import caption_payloads, deploy, environment, local_serve, mod
 
 
 async def load_with_kill(url: str, payload, concurrency: int, requests: int, app: str) -> dict:
-    from serve_app.loadgen import LoadResult, kill_replica, replica_actor_names, run_load, running_replicas
+    from loadgen import LoadResult, kill_replica, replica_actor_names, run_load, running_replicas
 
     result = LoadResult()
     load = asyncio.create_task(run_load(f"{url}/v1/caption", payload, concurrency, requests=requests,

@@ -48,7 +48,7 @@ def plain_loop(model_path: str, payload, requests: int, threads: int, device: st
 
     from rlhfv_ray.model.generate import GenerationSettings, generate
     from rlhfv_ray.model.io import load_model, load_processor
-    from rlhfv_ray.world.grammar import DESCRIPTION_PROMPTS
+    from rlhfv_ray.scene_world.grammar import DESCRIPTION_PROMPTS
     from serve_app.engine import pick_dtype
 
     torch.set_num_threads(threads)
@@ -99,7 +99,7 @@ def main(argv=None) -> dict:
     n_requests = {c: max(opts.min_requests, 2 * c) for c in levels}
     raw: dict[str, dict[str, list]] = {"batched": {}, "unbatched": {}, "plain_loop": {}}
 
-    from serve_app.loadgen import run_load
+    from loadgen import run_load
 
     with model_dir(opts.model) as model, local_serve() as base:
         urls = {mode: deploy(base, mode, app_args(model, size, opts.threads, opts.device, opts.max_new_tokens,

@@ -20,7 +20,7 @@ from rlhfv_ray.training.sft import SFTConfig, run_sft
 
 
 def tiny_model(directory: Path) -> Path:
-    from rlhfv_ray.model.bootstrap import BuildModelConfig, build_initial_model
+    from rlhfv_ray.scene_world.build_model import BuildModelConfig, build_initial_model
 
     config = BuildModelConfig.model_validate({
         "out": str(directory), "vision_pretrain": {"scenes": 64, "steps": 2},
@@ -29,11 +29,18 @@ def tiny_model(directory: Path) -> Path:
     return directory
 
 
-def measure(model: Path, workers: int, steps: int, work: Path) -> dict:
+def corpus(directory: Path) -> str:
+    """The scene world's SFT corpus of 400 scenes, as the files `rlhfv sft --data` reads."""
+    from rlhfv_ray.scene_world.data import SceneDataConfig, write_sft_corpus
+
+    write_sft_corpus(SceneDataConfig(out=str(directory), sft_scenes=400))
+    return str(directory / "sft" / "corpus.parquet")
+
+
+def measure(model: Path, data: str, workers: int, steps: int, work: Path) -> dict:
     cpus = max(1, 2 // workers)
     config = SFTConfig.model_validate({
-        "model": str(model), "out": str(work / f"sft_{workers}"),
-        "data": {"scenes": 400, "scenes_per_block": 100},
+        "model": str(model), "out": str(work / f"sft_{workers}"), "data": data,
         "optim": {"max_steps": steps, "warmup_steps": 1, "global_batch_size": 32, "micro_batch_size": 32 // workers},
         "scaling": {"num_workers": workers, "cpus_per_worker": cpus},
         "checkpoint": {"storage_path": str(work / "ray_results"), "every_steps": 10_000},
@@ -56,7 +63,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model = Path(args.model) if args.model else tiny_model(work / "model")
-        runs = [measure(model, workers, args.steps, work) for workers in (1, 2)]
+        data = corpus(work / "data")
+        runs = [measure(model, data, workers, args.steps, work) for workers in (1, 2)]
     result = {"benchmark": "sft_throughput", "machine": {"cpus": __import__("os").cpu_count(),
                                                         "processor": platform.processor() or platform.machine()},
               "runs": runs, "scaling_2_vs_1": runs[1]["tokens_per_s"] / runs[0]["tokens_per_s"]}

@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from rlhfv_ray.config import ConfigError, load_config
+from rlhfv_ray.config import ConfigError, describe_fields, load_config
 
 
 @dataclass(frozen=True)
@@ -22,33 +22,42 @@ class Job:
 
 
 JOBS: dict[str, Job] = {
-    "build-model": Job(
-        "build the initial tiny LLaVA (tokenizer, processor, pretrained vision tower)",
-        "rlhfv_ray.model.bootstrap:BuildModelConfig", "rlhfv_ray.model.bootstrap:build_initial_model",
-        "configs/build_model_tiny.yaml", {"--out": "out"}),
     "sft": Job(
-        "supervised fine-tuning on the noisy world corpus (Ray Data + Ray Train + DeepSpeed)",
+        "supervised fine-tuning on image + conversation data (LLaVA JSON or parquet; Ray Data + Ray Train)",
         "rlhfv_ray.training.sft:SFTConfig", "rlhfv_ray.training.sft:run_sft",
-        "configs/sft_tiny.yaml", {"--model": "model", "--out": "out"}),
-    "evaluate": Job(
-        "hallucination benchmark of a checkpoint: JSON + Markdown table + PNG",
-        "rlhfv_ray.eval.benchmark:EvaluateConfig", "rlhfv_ray.eval.benchmark:evaluate_checkpoint",
-        "configs/evaluate_tiny.yaml", {"--model": "model", "--out": "out"}),
+        None, {"--data": "data", "--image-folder": "image_folder", "--model": "model", "--out": "out"}),
     "collect-feedback": Job(
-        "describe fresh scenes with a model, correct them with the oracle, write RLHF-V parquet",
+        "answer a prompt set with a model and hand the answers to an annotator; RLHF-V parquet out",
         "rlhfv_ray.data.feedback:FeedbackConfig", "rlhfv_ray.data.feedback:collect_feedback",
-        "configs/collect_feedback_tiny.yaml", {"--model": "model", "--out": "out"}),
+        None, {"--prompts": "prompts", "--model": "model", "--annotator": "annotator", "--out": "out"}),
+    "merge-corrections": Job(
+        "merge human corrections of exported answers into RLHF-V pairs",
+        "rlhfv_ray.data.merge:MergeConfig", "rlhfv_ray.data.merge:merge_corrections",
+        None, {"--answers": "answers", "--corrections": "corrections", "--out": "out"}),
     "build-shards": Job(
         "RLHF-V records -> validated, segment-aligned shards with reference log-probs (Ray Data)",
         "rlhfv_ray.data.pipeline:ShardConfig", "rlhfv_ray.data.pipeline:build_shards",
-        "configs/build_shards_tiny.yaml", {"--input": "input", "--model": "model", "--out": "out"}),
+        None, {"--input": "input", "--model": "model", "--out": "out"}),
     "train": Job(
         "DDPO training on Ray Train + DeepSpeed over preference shards (gamma=1: vanilla DPO)",
         "rlhfv_ray.training.train_ddpo:DDPOConfig", "rlhfv_ray.training.train_ddpo:run_train",
-        "configs/train_tiny.yaml", {"--model": "model", "--shards": "shards", "--out": "out"}),
+        None, {"--model": "model", "--shards": "shards", "--out": "out"}),
+    "evaluate": Job(
+        "run a benchmark (scene, coco, or a plug-in) on a checkpoint: JSON + Markdown table + PNG",
+        "rlhfv_ray.eval.benchmark:EvaluateConfig", "rlhfv_ray.eval.benchmark:evaluate_checkpoint",
+        None, {"--model": "model", "--benchmark": "benchmark", "--out": "out"}),
+    # the embedded scene world
+    "build-model": Job(
+        "scene world: build the initial tiny LLaVA (tokenizer, processor, pretrained towers)",
+        "rlhfv_ray.scene_world.build_model:BuildModelConfig", "rlhfv_ray.scene_world.build_model:build_initial_model",
+        "configs/build_model_tiny.yaml", {"--out": "out"}),
+    "scene-data": Job(
+        "scene world: write its SFT corpus and feedback prompt set as user data files",
+        "rlhfv_ray.scene_world.data:SceneDataConfig", "rlhfv_ray.scene_world.data:write_scene_data",
+        None, {"--out": "out"}),
     "demo": Job(
-        "the end-to-end demo on the embedded scene world",
-        "rlhfv_ray.demo:DemoConfig", "rlhfv_ray.demo:run_demo",
+        "scene world: the pipeline end to end",
+        "rlhfv_ray.scene_world.demo:DemoConfig", "rlhfv_ray.scene_world.demo:run_demo",
         "configs/demo_tiny.yaml", {"--out": "out_dir"}),
 }
 
@@ -58,11 +67,17 @@ def _resolve(target: str):
     return getattr(importlib.import_module(module), name)
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; the options of `command` (when given) listed with their defaults in its help."""
     parser = argparse.ArgumentParser(prog="rlhfv", description="RLHF-V on Ray: jobs of the pipeline")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, job in JOBS.items():
-        p = sub.add_parser(name, help=job.help, description=job.help)
+        epilog = None
+        if name == command:  # importing a config class costs a second: only the one asked for
+            epilog = "config keys (key=value; default):\n" + "\n".join(
+                "  " + line for line in describe_fields(_resolve(job.config)))
+        p = sub.add_parser(name, help=job.help, description=job.help, epilog=epilog,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--config", default=job.default_config,
                        help=f"YAML config (default: {job.default_config}; 'none' for built-in defaults)")
         for flag, key in job.flags.items():
@@ -77,7 +92,8 @@ def run_job(command: str, argv: Sequence[str] | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser(next((a for a in argv if a in JOBS), None)).parse_args(argv)
     job = JOBS[args.command]
     overrides = list(args.overrides)
     for key in job.flags.values():
@@ -87,10 +103,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     config_path = None if args.config in (None, "none") else args.config
     try:
         config = load_config(_resolve(job.config), config_path, overrides)
-    except (ConfigError, FileNotFoundError) as error:
+    except (ConfigError, FileNotFoundError, ValueError) as error:
         print(f"rlhfv {args.command}: {error}", file=sys.stderr)
         return 2
-    _resolve(job.runner)(config)
+    try:
+        _resolve(job.runner)(config)
+    except FileNotFoundError as error:  # a path the user gave: their error, said in one line
+        print(f"rlhfv {args.command}: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -65,10 +65,11 @@ def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
     return merged
 
 
-def _describe_errors(error: ValidationError) -> str:
+def describe_errors(error: ValidationError, prefix: str = "") -> str:
+    """One line naming each bad key (dotted, under `prefix`) and what is wrong with it."""
     lines = []
     for err in error.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "<root>"
+        where = ".".join(str(p) for p in ((prefix,) if prefix else ()) + tuple(err["loc"])) or "<root>"
         if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):  # models, dataclasses
             lines.append(f"unknown config key '{where}'")
         else:
@@ -76,11 +77,26 @@ def _describe_errors(error: ValidationError) -> str:
     return "; ".join(lines)
 
 
+def describe_fields(cls: type[BaseModel], prefix: str = "") -> list[str]:
+    """`dotted.key: type = default` for every config key of `cls`, nested sections expanded."""
+    lines = []
+    for name, field in cls.model_fields.items():
+        key = f"{prefix}{name}"
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            lines += describe_fields(annotation, key + ".")
+            continue
+        kind = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+        default = "(required)" if field.is_required() else f"= {field.get_default(call_default_factory=True)!r}"
+        lines.append(f"{key}: {kind} {default}")
+    return lines
+
+
 def validate_config(cls: type[ConfigT], data: dict) -> ConfigT:
     try:
         return cls.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(_describe_errors(error)) from None
+        raise ConfigError(describe_errors(error)) from None
 
 
 def load_config(

@@ -16,7 +16,6 @@ from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_v
 
 from rlhfv_ray.config import StrictModel
 from rlhfv_ray.images import ALLOWED_FORMATS
-from rlhfv_ray.world.grammar import DESCRIPTION_PROMPTS
 
 
 def _split_commas(value):
@@ -114,7 +113,8 @@ class ServeArgs(StrictModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"  # auto: float16 on CUDA, float32 on CPU
     torch_threads: int | None = Field(None, ge=1)  # CPU threads per model replica (default: Ray's)
-    caption_prompt: str = DESCRIPTION_PROMPTS[0]
+    # what /caption asks the model; set it to the phrasing your model was tuned on
+    caption_prompt: str = Field("Describe the image in detail.", min_length=1)
     api_key: SecretStr | None = None  # when set, every route but /health needs `Authorization: Bearer <key>`
     # http(s) image URLs are fetched only under these prefixes (scheme://host[:port]/path); none by default
     allowed_image_url_prefixes: list[str] = []

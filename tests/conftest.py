@@ -4,11 +4,15 @@ its own handle (never a global `ray stop`, which would end other work on the mac
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
 
-from rlhfv_ray.world.scene import ObjectGroup, Scene
+from rlhfv_ray.scene_world.scene import ObjectGroup, Scene
 
+# load generators and free ports are benchmark scaffolding the tests share
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 # Ray's own usage stats and dashboards are noise in tests.
@@ -46,7 +50,7 @@ def ray_session():
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """An untrained-but-real tiny LLaVA saved with save_pretrained (pretraining cut short)."""
-    from rlhfv_ray.model.bootstrap import BuildModelConfig, build_initial_model
+    from rlhfv_ray.scene_world.build_model import BuildModelConfig, build_initial_model
 
     out = tmp_path_factory.mktemp("tiny_llava")
     config = BuildModelConfig.model_validate(
@@ -54,6 +58,17 @@ def tiny_model_dir(tmp_path_factory):
          "language_pretrain": {"scenes": 64, "steps": 3, "batch_size": 8, "align_scenes": 64, "align_steps": 3,
                                "eval_scenes": 0}})
     build_initial_model(config, log=lambda *_: None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_scene_data(tmp_path_factory):
+    """The scene world's data files, small: SFT corpus of 40 scenes (sft/corpus.parquet,
+    sft/vqa.parquet, one question each) and a prompt set of 6 feedback scenes."""
+    from rlhfv_ray.scene_world.data import SceneDataConfig, write_scene_data
+
+    out = tmp_path_factory.mktemp("scene_data")
+    write_scene_data(SceneDataConfig(out=str(out), sft_scenes=40, vqa_per_scene=1, feedback_scenes=6))
     return out
 
 

@@ -8,8 +8,8 @@ def preference_record(idx: int) -> dict:
     have a second sentence: answers of different lengths, as real feedback has (Ray Data stores
     them as variable-shaped tensors, a case of its own)."""
     from rlhfv_ray.data.records import make_record
-    from rlhfv_ray.world.render import image_to_png_bytes, render_scene
-    from rlhfv_ray.world.scene import sample_scene
+    from rlhfv_ray.scene_world.render import image_to_png_bytes, render_scene
+    from rlhfv_ray.scene_world.scene import sample_scene
 
     png = image_to_png_bytes(render_scene(sample_scene(idx)))
     chosen = CAPTION + (" One green kite is at the middle right." if idx % 2 else "")

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from rlhfv_ray.cluster.autoscale import gpu_node_types, load_cluster_config, start_fake_autoscaling_head
-from rlhfv_ray.cluster.local import LocalRayCluster
+from fake_autoscaler import gpu_node_types, load_cluster_config, start_fake_autoscaling_head
+from local_cluster import LocalRayCluster
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

@@ -15,7 +15,7 @@ import pytest
 import ray
 from ray.autoscaler._private.util import prepare_config, validate_config
 
-from rlhfv_ray.cluster.autoscale import FAKE_HEAD_TYPE, fake_autoscaling_config, gpu_node_types, load_cluster_config
+from fake_autoscaler import FAKE_HEAD_TYPE, fake_autoscaling_config, gpu_node_types, load_cluster_config
 from rlhfv_ray.config import load_config
 from rlhfv_ray.training.sft import SFTConfig
 from rlhfv_ray.training.train_ddpo import DDPOConfig
@@ -159,7 +159,7 @@ def test_cluster_serve_config_fits_the_a100_nodes(cluster):
 def test_free_ports_are_distinct_and_bindable():
     import socket
 
-    from rlhfv_ray.cluster.local import free_ports
+    from loadgen import free_ports
 
     ports = free_ports(40)  # one node's ports: picked while all are held, so never the same twice
     assert len(set(ports)) == 40

@@ -17,7 +17,7 @@ from typing import Callable
 
 import pytest
 
-from rlhfv_ray.cluster.local import LocalRayCluster
+from local_cluster import LocalRayCluster
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -28,23 +28,24 @@ ROOT = Path(__file__).resolve().parents[1]
 class MultinodeJob:
     script: str  # under jobs/
     config: str
-    # (tiny model dir, shards dir, shared storage dir) -> overrides; `out` must be under the shared dir
-    overrides: Callable[[Path, Path, Path], list[str]]
+    # (tiny model dir, shards dir, scene data dir, shared storage dir) -> overrides; `out` must be
+    # under the shared dir
+    overrides: Callable[[Path, Path, Path, Path], list[str]]
 
 
-def _sft_overrides(model: Path, shards: Path, shared: Path) -> list[str]:
+def _sft_overrides(model: Path, shards: Path, data: Path, shared: Path) -> list[str]:
     return [f"model={model}", f"out={shared / 'model'}", f"checkpoint.storage_path={shared / 'ray_results'}",
-            "checkpoint.every_steps=2", "data.scenes=40", "data.vqa_per_scene=1", "data.scenes_per_block=20",
+            "checkpoint.every_steps=2", f"data={data / 'sft' / 'corpus.parquet'}",
             "optim.max_steps=4", "optim.warmup_steps=1", "optim.global_batch_size=8", "optim.micro_batch_size=4",
             "scaling.num_workers=2", "scaling.cpus_per_worker=1", "log_every=1"]
 
 
-def _ddpo_overrides(model: Path, shards: Path, shared: Path) -> list[str]:
+def _ddpo_overrides(model: Path, shards: Path, data: Path, shared: Path) -> list[str]:
     # the shards live on the shared storage too: each node's Ray Data tasks read them
     shutil.copytree(shards, shared / "shards")
     return [f"model={model}", f"shards={shared / 'shards'}", f"out={shared / 'model'}",
             f"checkpoint.storage_path={shared / 'ray_results'}", "checkpoint.every_steps=2",
-            "optim.max_steps=4", "optim.warmup_steps=1", "optim.global_batch_size=4", "optim.micro_batch_size=2",
+            f"rehearsal.data={data / 'sft' / 'vqa.parquet'}", "optim.max_steps=4", "optim.warmup_steps=1", "optim.global_batch_size=4", "optim.micro_batch_size=2",
             "scaling.num_workers=2", "scaling.cpus_per_worker=1", "log_every=1"]
 
 
@@ -53,11 +54,12 @@ JOBS = [pytest.param(MultinodeJob("sft.py", "configs/sft_tiny.yaml", _sft_overri
 
 
 @pytest.mark.parametrize("job", JOBS)
-def test_job_trains_on_two_nodes_into_shared_storage(job: MultinodeJob, tiny_model_dir, tiny_shards, tmp_path):
+def test_job_trains_on_two_nodes_into_shared_storage(job: MultinodeJob, tiny_model_dir, tiny_shards, tiny_scene_data,
+                                                     tmp_path):
     shared = tmp_path / "shared"  # the storage path every node reaches
     shared.mkdir()
     entrypoint = [sys.executable, f"jobs/{job.script}", "--config", job.config,
-                  *job.overrides(Path(tiny_model_dir), Path(tiny_shards), shared)]
+                  *job.overrides(Path(tiny_model_dir), Path(tiny_shards), Path(tiny_scene_data), shared)]
     with LocalRayCluster() as cluster:
         cluster.start_head(num_cpus=1)
         cluster.add_node(num_cpus=1)

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from rlhfv_ray.config import ConfigError, StrictModel, load_config, parse_override, save_resolved_config
-from rlhfv_ray.world.spec import WorldParams
+from rlhfv_ray.scene_world.spec import WorldParams
 
 
 class Inner(StrictModel):
@@ -92,3 +92,26 @@ def test_partial_ddpo_optim_overrides_keep_the_ddpo_defaults():
     optim = DDPOSection.model_validate({"optim": {"lr": 2e-5}}).optim
     assert optim.lr == 2e-5
     assert optim.model_dump(exclude={"lr"}) == DDPO_OPTIM.model_dump(exclude={"lr"})
+
+
+def test_path_options_take_a_single_path_a_glob_or_a_list():
+    from rlhfv_ray.data.pipeline import ShardConfig
+
+    for given, expected in (("data.parquet", ["data.parquet"]), ("in/*.parquet", ["in/*.parquet"]),
+                            ("[a.parquet, b.jsonl]", ["a.parquet", "b.jsonl"])):
+        config = load_config(ShardConfig, None, [f"input={given}", "model=m", "out=o"])
+        assert config.input == expected
+
+
+def test_the_command_line_takes_one_input_path_and_help_lists_defaults(tmp_path, capsys):
+    from rlhfv_ray.cli import main
+
+    # a missing input is the pipeline's error, not the config's "must be a list"
+    assert main(["build-shards", "--config", "none", "--input", str(tmp_path / "absent.parquet"),
+                 "--model", "m", "--out", str(tmp_path / "o"), "ray.num_cpus=1"]) == 2
+    assert "absent.parquet" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["sft", "--help"])
+    text = capsys.readouterr().out
+    assert "--data" in text and "optim.lr: float = 0.001" in text and "max_tokens: int = 1024" in text
+    assert "model: str (required)" in text

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from rlhfv_ray.data.batching import pair_batch, pair_token_logps
+from rlhfv_ray.model.pair_forward import pair_batch, pair_token_logps
 from rlhfv_ray.data.pipeline import ShardConfig, build_shards
 from rlhfv_ray.data.shards import MANIFEST_NAME, REJECTS_NAME, StaleShardsError, check_shards_match_model, shard_files
 from factories import preference_record as good_record
@@ -66,9 +66,9 @@ def test_bad_rows_are_rejected_with_reasons_and_counted(ray_session, tiny_model_
     assert set(summary["rejects_by_reason"]) == expected
     rejects = pd.read_parquet(tmp_path / "shards" / REJECTS_NAME)
     assert len(rejects) == summary["rejected"]
-    by_idx = dict(zip(rejects["idx"], rejects["reason"]))
+    by_idx = dict(zip(rejects["id"], rejects["reason"]))
     for record, reason in bad:
-        assert by_idx[record["idx"]] == reason
+        assert by_idx[str(record["idx"])] == reason
     assert all(rejects["message"].str.len() > 0)
     manifest = json.loads((tmp_path / "shards" / MANIFEST_NAME).read_text())
     assert manifest["fingerprint"]["model"] and len(shard_files(tmp_path / "shards")) == 2  # 7 rows / 4 per shard

@@ -3,8 +3,8 @@
 import pytest
 
 from rlhfv_ray.eval.stats import wilson_interval
-from rlhfv_ray.eval.metrics import VQAResult, overgeneralization_delta, score_caption, summarize
-from rlhfv_ray.world.scene import ObjectGroup, Scene
+from rlhfv_ray.scene_world.metrics import VQAResult, overgeneralization_delta, score_caption, summarize
+from rlhfv_ray.scene_world.scene import ObjectGroup, Scene
 
 
 def test_perfect_caption_scores_zero(street_scene, street_caption):

@@ -42,9 +42,9 @@ def _write_responses(path, outcomes):
     """A benchmark's responses file: one caption record per (seed, types) plus a VQA record."""
     import json
 
-    lines = [{"seed": seed, "task": "caption", "hallucinated": bool(types), "types": types}
+    lines = [{"id": seed, "task": "caption", "hallucinated": bool(types), "types": types}
              for seed, types in outcomes]
-    lines.append({"seed": 0, "task": "vqa", "correct": True})
+    lines.append({"id": "0:q", "task": "vqa", "correct": True})
     path.with_suffix(".responses.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     return path
 
@@ -62,7 +62,7 @@ def test_compare_responses_pairs_scenes_by_seed(tmp_path):
     assert c["number"]["difference"] == pytest.approx(-1 / 3)
     assert c["position"]["difference"] == pytest.approx(1 / 3)
     other = _write_responses(tmp_path / "other.json", [(1, []), (2, [])])
-    with pytest.raises(ValueError, match="same scenes"):
+    with pytest.raises(ValueError, match="same images"):
         compare_responses(base, other)
 
 
@@ -88,11 +88,11 @@ def test_evaluate_checkpoint_writes_intervals_and_comparable_responses(tiny_mode
     that `compare_responses` pairs with themselves to a zero difference."""
     import json
 
-    from rlhfv_ray.eval.benchmark import BenchmarkConfig, EvaluateConfig, compare_responses, evaluate_checkpoint
+    from rlhfv_ray.eval.benchmark import EvaluateConfig, compare_responses, evaluate_checkpoint
 
     out = tmp_path / "eval" / "tiny.json"
-    config = EvaluateConfig(model=str(tiny_model_dir), out=str(out),
-                            benchmark=BenchmarkConfig(scenes=6, vqa_per_scene=1, max_new_tokens=8))
+    config = EvaluateConfig(model=str(tiny_model_dir), out=str(out), benchmark="scene",
+                            settings={"scenes": 6, "vqa_per_scene": 1, "max_new_tokens": 8})
     metrics = evaluate_checkpoint(config)
     assert json.loads(out.read_text())["ci95"] == json.loads(json.dumps(metrics["ci95"]))
     low, high = metrics["ci95"]["response_hallucination_rate"]
@@ -101,3 +101,14 @@ def test_evaluate_checkpoint_writes_intervals_and_comparable_responses(tiny_mode
     same = compare_responses(out, out)
     assert same["response_hallucination_rate"]["n"] == 6
     assert same["response_hallucination_rate"]["difference"] == 0.0
+
+
+def test_unknown_benchmarks_and_settings_are_refused_with_the_key_named():
+    from rlhfv_ray.eval.benchmark import EvaluateConfig
+
+    with pytest.raises(ValueError, match="unknown benchmark 'nope'.*coco.*scene"):
+        EvaluateConfig(model="m", out="o.json", benchmark="nope")
+    with pytest.raises(ValueError, match="settings.scenez"):
+        EvaluateConfig(model="m", out="o.json", benchmark="scene", settings={"scenez": 3})
+    with pytest.raises(ValueError, match="settings.annotations"):
+        EvaluateConfig(model="m", out="o.json", benchmark="coco", settings={"images": "x"})

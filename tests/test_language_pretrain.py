@@ -6,9 +6,9 @@ from collections import Counter
 
 import torch
 
-from rlhfv_ray.model.language_pretrain import (bag_of_words, cell_words, class_words, existence_conversations,
+from rlhfv_ray.scene_world.language_pretrain import (bag_of_words, cell_words, class_words, existence_conversations,
                                                fade_weight, other_words)
-from rlhfv_ray.world.scene import ObjectGroup, Scene, sample_scene
+from rlhfv_ray.scene_world.scene import ObjectGroup, Scene, sample_scene
 
 
 def test_fade_holds_at_zero_then_rises_linearly_to_one():

@@ -6,9 +6,9 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, LlavaForCon
 from rlhfv_ray.model.encoding import build_lm_batch, encode_answers, encode_prompts, pixel_values, user_prompt
 from rlhfv_ray.model.generate import GenerationSettings, generate
 from rlhfv_ray.model.io import fingerprint
-from rlhfv_ray.training.logprobs import forward_token_logps
-from rlhfv_ray.world.render import render_scene
-from rlhfv_ray.world.scene import sample_scene
+from rlhfv_ray.model.logprobs import forward_token_logps
+from rlhfv_ray.scene_world.render import render_scene
+from rlhfv_ray.scene_world.scene import sample_scene
 
 
 def test_saved_model_loads_with_auto_classes(tiny_model_dir):
@@ -70,9 +70,9 @@ def test_fingerprint_changes_with_weights(tiny_model_dir, tmp_path):
 def test_shared_prompt_forward_equals_two_full_forwards(tiny_model_dir):
     """Chosen and rejected run on one prompt cache: the same log-probs, masks and gradients as two
     full sequences, with prompts and answers of different lengths in one batch."""
-    from rlhfv_ray.data.batching import pair_batch, pair_token_logps, pair_token_logps_unshared
-    from rlhfv_ray.world.grammar import DESCRIPTION_PROMPTS
-    from rlhfv_ray.world.render import image_to_png_bytes
+    from rlhfv_ray.model.pair_forward import pair_batch, pair_token_logps, pair_token_logps_unshared
+    from rlhfv_ray.scene_world.grammar import DESCRIPTION_PROMPTS
+    from rlhfv_ray.scene_world.render import image_to_png_bytes
 
     processor = AutoProcessor.from_pretrained(tiny_model_dir)
     model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from rlhfv_ray.model.generate import GenerationSettings
-from rlhfv_ray.world.render import image_to_png_bytes, render_scene
-from rlhfv_ray.world.scene import sample_scene
+from rlhfv_ray.scene_world.render import image_to_png_bytes, render_scene
+from rlhfv_ray.scene_world.scene import sample_scene
 from serve_app.app import deployment_options
 from serve_app.client import LocalModelClient
 from serve_app.config import ServeArgs

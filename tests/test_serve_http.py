@@ -14,10 +14,10 @@ import httpx
 import pytest
 from PIL import Image
 
-from rlhfv_ray.cluster.local import free_port
-from rlhfv_ray.world.render import image_to_png_bytes, render_scene
-from rlhfv_ray.world.scene import sample_scene
-from serve_app.loadgen import LoadResult, kill_replica, replica_actor_names, run_load, running_replicas
+from loadgen import free_port
+from rlhfv_ray.scene_world.render import image_to_png_bytes, render_scene
+from rlhfv_ray.scene_world.scene import sample_scene
+from loadgen import LoadResult, kill_replica, replica_actor_names, run_load, running_replicas
 
 # the short look-back window below is deliberate (seconds-long scaling in a test); Serve warns about it
 pytestmark = [pytest.mark.ray, pytest.mark.filterwarnings("ignore:`look_back_period_s`:FutureWarning")]

@@ -10,8 +10,8 @@ from rlhfv_ray.model.encoding import user_prompt
 from rlhfv_ray.model.generate import GenerationSettings, generate
 from rlhfv_ray.model.io import load_model, load_processor
 from rlhfv_ray.model.streaming import _RowDecoder, _RowSampling, batch_inputs, stream_generate
-from rlhfv_ray.world.render import render_scene
-from rlhfv_ray.world.scene import sample_scene
+from rlhfv_ray.scene_world.render import render_scene
+from rlhfv_ray.scene_world.scene import sample_scene
 
 QUESTIONS = ["Describe the image in detail.", "What color is the car?", "How many buses are there?",
              "Give a detailed description of this scene."]

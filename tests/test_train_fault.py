@@ -15,7 +15,7 @@ import pytest
 import torch
 from test_train_ray import ddpo_config, metrics
 
-from rlhfv_ray.data.batching import pair_batch, pair_token_logps
+from rlhfv_ray.model.pair_forward import pair_batch, pair_token_logps
 from rlhfv_ray.data.shards import shard_files
 from rlhfv_ray.model.io import load_model_and_processor
 from rlhfv_ray.training.train_ddpo import run_train

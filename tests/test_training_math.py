@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rlhfv_ray.model.encoding import IGNORE_INDEX, build_lm_batch
-from rlhfv_ray.training.logprobs import sequence_mean, token_logps
+from rlhfv_ray.model.logprobs import sequence_mean, token_logps
 from rlhfv_ray.training.schedule import warmup_cosine
 
 

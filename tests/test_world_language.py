@@ -4,13 +4,13 @@ import random
 
 import pytest
 
-from rlhfv_ray.world.grammar import Claim, clean_caption, render_claim, sample_vqa
-from rlhfv_ray.world.judge import judge_response
-from rlhfv_ray.world.noise import noisy_caption
-from rlhfv_ray.world.oracle import annotate
-from rlhfv_ray.world.parser import parse_response
-from rlhfv_ray.world.scene import sample_scene
-from rlhfv_ray.world.spec import NoiseRates, WorldParams
+from rlhfv_ray.scene_world.grammar import Claim, clean_caption, render_claim, sample_vqa
+from rlhfv_ray.scene_world.judge import judge_response
+from rlhfv_ray.scene_world.noise import noisy_caption
+from rlhfv_ray.scene_world.oracle import annotate
+from rlhfv_ray.scene_world.parser import parse_response
+from rlhfv_ray.scene_world.scene import sample_scene
+from rlhfv_ray.scene_world.spec import NoiseRates, WorldParams
 
 
 def test_clean_caption_and_parse_round_trip(street_scene, street_caption):

@@ -4,9 +4,9 @@ from collections import Counter
 
 import pytest
 
-from rlhfv_ray.world.render import image_to_png_bytes, render_scene
-from rlhfv_ray.world.scene import sample_scene
-from rlhfv_ray.world.spec import (
+from rlhfv_ray.scene_world.render import image_to_png_bytes, render_scene
+from rlhfv_ray.scene_world.scene import sample_scene
+from rlhfv_ray.scene_world.spec import (
     COLORS, OBJECT_CLASSES, SCENE_TYPE_BY_NAME, SCENE_TYPES, SPLIT_SEED_BASE, SPLIT_SEED_SPAN, WorldParams,
     split_of_seed, split_seed,
 )

@@ -1,96 +1,177 @@
-"""`rlhfv collect-feedback`: the base model describes fresh scenes, the oracle annotator corrects the
-hallucinated segments, and the pairs are written in the public RLHF-V parquet format.
+"""`rlhfv collect-feedback`: a model answers a prompt set, an annotator corrects the answers, and the
+pairs are written in the public RLHF-V parquet format that `build-shards` reads.
 
-Generation is a Ray Data batch-inference stage on an actor pool (each actor loads the model once).
-Scenes come from the "feedback" seed split, disjoint from SFT and from the benchmark. As in the
-public dataset, only answers that contained a hallucination become pairs.
+    prompts (RLHF-V parquet / JSON Lines with `text.question`, answers ignored; or LLaVA
+    conversations, first user turn) -> validate (rejects with reasons)
+      -> generate (Ray Data actor pool, each actor loads the model once)
+      -> annotate (a plug-in: `export` for humans, `scene-oracle` on the scene world, your own)
+
+Outputs in `out`: `feedback.parquet` (pairs: the answer as `rejected`, the correction as `chosen`),
+`awaiting.parquet` (answers awaiting a correction: `chosen` empty; `rlhfv merge-corrections` merges
+the corrections in), `prompt_rejects.parquet`, `stats.json`. Every prompt is accounted for:
+read = rejected + pairs + correct (the annotator found nothing wrong) + awaiting.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from pathlib import Path
 from statistics import mean
+from typing import Any
 
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from rlhfv_ray.config import StrictModel, save_resolved_config
-from rlhfv_ray.data.records import RLHFV_COLUMNS, make_record
-from rlhfv_ray.model.generate import GenerationSettings, generate
-from rlhfv_ray.model.io import load_model_and_processor
-from rlhfv_ray.training.config import RayConfig
-from rlhfv_ray.world.grammar import DESCRIPTION_PROMPTS
-from rlhfv_ray.world.oracle import annotate
-from rlhfv_ray.world.render import image_to_png_bytes, render_scene
-from rlhfv_ray.world.scene import sample_scene
-from rlhfv_ray.world.spec import HALLUCINATION_TYPES, WorldParams, split_seed
+from rlhfv_ray.data.conversations import IMAGE_MARKER, parse_turns
+from rlhfv_ray.data.records import RLHFV_COLUMNS, image_bytes, make_record
+from rlhfv_ray.data.sources import OK, Paths, RowError, account, expand_paths, parse_raw, read_rows, reject
+from rlhfv_ray.images import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
+from rlhfv_ray.plugins import ANNOTATORS, resolve
+from rlhfv_ray.ray_runtime import RayConfig
 
-FEEDBACK_FILE = "feedback.parquet"
-DS_NAME = "scene-world"
+FEEDBACK_FILE, AWAITING_FILE, PROMPT_REJECTS = "feedback.parquet", "awaiting.parquet", "prompt_rejects.parquet"
+PROMPT_COLUMNS = ["id", "idx", "image", "text", "conversations", "meta"]
 
 
 class FeedbackSection(StrictModel):
-    scenes: int = Field(3300, gt=0)  # about 1.4k pairs (the paper's size) at the SFT base's hallucination rate
-    first_index: int = Field(0, ge=0)  # scenes [first_index, first_index + scenes) of the feedback split
+    annotator: str = "export"  # a registered name or module:Class
+    annotator_settings: dict[str, Any] = {}
+    image_folder: str | None = None  # for relative image paths (default: the prompt file's folder)
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0)
     batch_size: int = Field(64, gt=0)
     actors: int = Field(1, ge=1)
     max_new_tokens: int = Field(96, gt=0)
 
+    @model_validator(mode="after")
+    def _annotator_valid(self) -> "FeedbackSection":
+        make_annotator(self.annotator, self.annotator_settings)
+        return self
+
 
 class FeedbackConfig(FeedbackSection):
     model: str
-    out: str  # directory: feedback.parquet, stats.json, resolved config
-    world: WorldParams = WorldParams()
+    prompts: Paths = Field(min_length=1)
+    out: str  # directory: feedback.parquet, awaiting.parquet, stats.json, resolved config
     ray: RayConfig = RayConfig()
 
 
-class GenerateAndAnnotate:
-    """Actor: render the batch's scenes, describe them with the model, annotate with the oracle."""
+def make_annotator(name: str, settings: dict):
+    return resolve(ANNOTATORS, name).model_validate(settings)
 
-    def __init__(self, model_path: str, world: WorldParams, max_new_tokens: int):
+
+def stable_idx(row_id) -> int:
+    """An integer key for a row that has only a string id (pairs are drawn and limited by idx)."""
+    return int(hashlib.sha1(str(row_id).encode()).hexdigest()[:12], 16)
+
+
+def prompt_of(row: dict) -> str:
+    """The question of a prompt-set row: `text.question` (RLHF-V) or the first user turn (LLaVA)."""
+    if row.get("text") is not None:
+        text = row["text"]
+        payload = json.loads(text) if isinstance(text, (str, bytes)) else text
+        question = payload.get("question") if isinstance(payload, dict) else None
+    elif row.get("conversations") is not None:
+        question = parse_turns(list(_with_placeholder_answers(row["conversations"])))[0][0]
+    else:
+        question = row.get("question")
+    if not isinstance(question, str) or not question.strip():
+        raise RowError("missing_question", "the row has no question (text.question or a first user turn)")
+    return question.replace(IMAGE_MARKER, "").strip()
+
+
+def _with_placeholder_answers(conversations):
+    """A prompt set may end on the user turn (nothing answered yet): give it a placeholder answer."""
+    turns = json.loads(conversations) if isinstance(conversations, str) else [dict(t) for t in conversations]
+    return turns + [{"from": "gpt", "value": "-"}] if len(turns) % 2 else turns
+
+
+class PreparePrompts:
+    def __init__(self, image_folder: str | None, max_pixels: int):
+        self.image_folder, self.max_pixels = image_folder, max_pixels
+
+    def prepare(self, raw: dict) -> dict:
+        row_id = raw.get("id") if raw.get("id") is not None else raw.get("idx")
+        try:
+            raw = parse_raw(raw)
+            row_id = raw.get("id") if raw.get("id") is not None else raw.get("idx")
+            question = prompt_of(raw)
+            data = image_bytes(raw.get("image"), self.image_folder or raw.get("base_dir"))
+            try:
+                decode_image(data, max_pixels=self.max_pixels)
+            except ImageDecodeError as error:
+                raise RowError(error.reason, str(error)) from None
+        except (RowError, json.JSONDecodeError) as error:
+            error = error if isinstance(error, RowError) else RowError("malformed_text_json", str(error))
+            return reject(row_id, error)
+        meta = raw.get("meta")
+        return {"status": OK, "message": "", "id": "" if row_id is None else str(row_id),
+                "idx": int(raw["idx"]) if raw.get("idx") is not None else stable_idx(row_id), "image": data,
+                "question": question, "meta": meta if isinstance(meta, str) else json.dumps(meta or {})}
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame([self.prepare(r) for r in batch.to_dict("records")],
+                            columns=["status", "message", "id", "idx", "image", "question", "meta"])
+
+
+class GenerateAndAnnotate:
+    """Actor: answer the batch's prompts with the model, then hand the answers to the annotator."""
+
+    def __init__(self, model_path: str, max_new_tokens: int, annotator: str, annotator_settings: dict):
+        from rlhfv_ray.model.generate import GenerationSettings
+        from rlhfv_ray.model.io import load_model_and_processor
+
         self.model, self.processor = load_model_and_processor(model_path)
         self.model.eval()
-        self.world = world
         self.settings = GenerationSettings(max_new_tokens=max_new_tokens)
+        self.annotator = make_annotator(annotator, annotator_settings)
         self.model_name = Path(model_path).name
 
-    def __call__(self, batch: dict) -> pd.DataFrame:
-        indices = [int(i) for i in batch["id"]]
-        scenes = [sample_scene(split_seed("feedback", i), self.world) for i in indices]
-        images = [render_scene(s, self.world.image_size) for s in scenes]
-        prompts = [DESCRIPTION_PROMPTS[i % len(DESCRIPTION_PROMPTS)] for i in indices]
-        rows = []
-        for scene, image, prompt, gen in zip(scenes, images, prompts,
-                                             generate(self.model, self.processor, images, prompts, self.settings)):
-            annotation = annotate(scene, gen.text)
-            kinds = [k for c in annotation.corrections for k in c.kinds]
-            record = make_record(
-                scene.seed, image_to_png_bytes(image), prompt, annotation.chosen, annotation.rejected,
-                ds_name=DS_NAME, origin_dataset=DS_NAME,
-                origin_split={"model": self.model_name, "type": "detailed_description"},
-                image_path=f"scene_{scene.seed}.png")
-            rows.append({**record, "hallucinated": annotation.has_hallucination,
-                         "n_corrections": len(annotation.corrections), "kinds": json.dumps(kinds),
-                         "unreadable_sentences": annotation.unreadable_sentences,
-                         "chosen_words": len(annotation.chosen.split())})
-        return pd.DataFrame(rows)
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        from rlhfv_ray.model.generate import generate
+
+        rows = batch.to_dict("records")
+        images = [decode_image(r["image"]) for r in rows]
+        generations = generate(self.model, self.processor, images, [r["question"] for r in rows], self.settings)
+        for row, generation in zip(rows, generations):
+            row["answer"] = generation.text
+        out = []
+        for row, annotation in zip(rows, self.annotator.annotate(rows)):
+            status = ("awaiting" if annotation.chosen is None else
+                      "correct" if annotation.chosen.strip() == row["answer"].strip() else "pair")
+            out.append({**{k: row[k] for k in ("id", "idx", "image", "question", "answer", "meta")},
+                        "chosen": annotation.chosen, "status": status, "types": json.dumps(list(annotation.types)),
+                        "segments": annotation.segments, "info": json.dumps(annotation.info),
+                        "model": self.model_name})
+        return pd.DataFrame(out)
+
+
+def to_rlhfv(frame: pd.DataFrame, ds_name: str = "collected") -> pd.DataFrame:
+    """RLHF-V records of annotated answers (`chosen` empty where a correction is awaited)."""
+    records = [make_record(row.idx, row.image, row.question, row.chosen or "", row.answer, ds_name=ds_name,
+                           origin_dataset=ds_name, image_path=f"{row.id}.png",
+                           origin_split={"model": row.model, "id": row.id, "types": json.loads(row.types),
+                                         "meta": row.meta})
+               for row in frame.itertuples()]
+    return pd.DataFrame(records, columns=list(RLHFV_COLUMNS))
 
 
 def feedback_stats(frame: pd.DataFrame) -> dict:
-    """The statistics the paper reports for its data (§3.1), over the kept pairs."""
-    kept = frame[frame["hallucinated"]]
-    kinds = Counter(k for row in kept["kinds"] for k in json.loads(row))
-    total = sum(kinds.values())
+    """Counts of what became of the answers, and the paper's statistics of the pairs (§3.1)."""
+    pairs = frame[frame["status"] == "pair"]
+    types = Counter(t for row in pairs["types"] for t in json.loads(row))
+    total = sum(types.values())
     return {
         "responses": len(frame),
-        "pairs": len(kept),
-        "pair_share": len(kept) / len(frame) if len(frame) else 0.0,
-        "words_per_answer": mean(kept["chosen_words"]) if len(kept) else 0.0,
-        "corrected_segments_per_answer": mean(kept["n_corrections"]) if len(kept) else 0.0,
-        "type_share": {t: kinds.get(t, 0) / total if total else 0.0 for t in (*HALLUCINATION_TYPES, "scene")},
-        "responses_with_unreadable_sentences": int((frame["unreadable_sentences"] > 0).sum()),
+        "pairs": len(pairs),
+        "correct": int((frame["status"] == "correct").sum()),
+        "awaiting": int((frame["status"] == "awaiting").sum()),
+        "pair_share": len(pairs) / len(frame) if len(frame) else 0.0,
+        "words_per_answer": mean(len(c.split()) for c in pairs["chosen"]) if len(pairs) else 0.0,
+        "corrected_segments_per_answer": float(pairs["segments"].mean()) if len(pairs) else 0.0,
+        "type_share": {t: n / total for t, n in types.most_common()} if total else {},
         "paper": {"words_per_answer": 64.4, "corrected_segments_per_answer": 2.65,
                   "type_share": {"object": 0.412, "position": 0.203, "number": 0.165, "attribute": 0.100}},
     }
@@ -109,23 +190,37 @@ def write_rlhfv_parquet(frame: pd.DataFrame, path: Path) -> None:
 def collect_feedback(config: FeedbackConfig) -> dict:
     import ray.data
 
-    from rlhfv_ray.training.trainer import init_ray
+    from rlhfv_ray.ray_runtime import init_ray
 
+    expand_paths(config.prompts)  # a missing input is said before Ray starts
     init_ray(config.ray)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     save_resolved_config(config, out)
-    ids = ray.data.range(config.scenes).map(lambda r: {"id": r["id"] + config.first_index})
-    annotated = ids.map_batches(
-        GenerateAndAnnotate,
-        fn_constructor_kwargs={"model_path": config.model, "world": config.world,
-                               "max_new_tokens": config.max_new_tokens},
-        batch_size=config.batch_size, compute=ray.data.ActorPoolStrategy(size=config.actors), batch_format="numpy")
-    frame = annotated.to_pandas()
-    stats = feedback_stats(frame)
-    write_rlhfv_parquet(frame[frame["hallucinated"]][list(RLHFV_COLUMNS)], out / FEEDBACK_FILE)
+    folder = config.image_folder
+    if folder and "://" not in folder:
+        folder = str(Path(folder).resolve())
+    prepared = read_rows(config.prompts, PROMPT_COLUMNS).map_batches(
+        PreparePrompts, fn_constructor_kwargs={"image_folder": folder, "max_pixels": config.max_pixels},
+        batch_size=256, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=1)).materialize()
+    counts = account(prepared, out, PROMPT_REJECTS)
+    frame = pd.DataFrame()
+    if counts["used"]:
+        good = prepared.filter(lambda r: r["status"] == OK).drop_columns(["status", "message"])
+        frame = good.map_batches(
+            GenerateAndAnnotate,
+            fn_constructor_kwargs={"model_path": config.model, "max_new_tokens": config.max_new_tokens,
+                                   "annotator": config.annotator, "annotator_settings": config.annotator_settings},
+            batch_size=config.batch_size, compute=ray.data.ActorPoolStrategy(size=config.actors),
+            batch_format="pandas").to_pandas()
+    stats = {"prompts": counts, **(feedback_stats(frame) if len(frame) else {"responses": 0, "pairs": 0})}
+    empty = pd.DataFrame(columns=["id", "idx", "image", "question", "answer", "chosen", "types", "model", "meta"])
+    for name, status in ((FEEDBACK_FILE, "pair"), (AWAITING_FILE, "awaiting")):
+        part = frame[frame["status"] == status] if len(frame) else empty
+        write_rlhfv_parquet(to_rlhfv(part), out / name)
     (out / "stats.json").write_text(json.dumps(stats, indent=2))
-    print(f"collect-feedback: {stats['pairs']} pairs from {stats['responses']} responses; "
-          f"{stats['words_per_answer']:.1f} words and {stats['corrected_segments_per_answer']:.2f} corrected "
-          f"segments per answer (paper: 64.4, 2.65); types {stats['type_share']}")
+    print(f"collect-feedback: {counts['read']} prompts ({counts['rejected']} rejected); "
+          f"{stats.get('pairs', 0)} pairs, {stats.get('correct', 0)} correct, {stats.get('awaiting', 0)} awaiting; "
+          f"{stats.get('words_per_answer', 0):.1f} words and {stats.get('corrected_segments_per_answer', 0):.2f} "
+          f"corrected segments per pair (paper: 64.4, 2.65)")
     return stats

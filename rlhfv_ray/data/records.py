@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from rlhfv_ray.data.sources import RowError
 from rlhfv_ray.images import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 
 RLHFV_COLUMNS = ("ds_name", "image", "text", "origin_dataset", "origin_split", "idx", "image_path")
@@ -31,14 +32,6 @@ def make_record(idx: int, image_png: bytes, question: str, chosen: str, rejected
         "idx": int(idx),
         "image_path": image_path,
     }
-
-
-class RowError(ValueError):
-    """A row that cannot be used; `reason` is the short code counted in the pipeline summary."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -74,6 +67,18 @@ def parse_text(text) -> tuple[str, str, str]:
     return question, chosen, rejected
 
 
+def _read_uri(uri: str) -> bytes:
+    """The bytes of a file on any filesystem pyarrow reads (s3://, gs://, hdfs://, file://)."""
+    import pyarrow.fs
+
+    try:
+        filesystem, path = pyarrow.fs.FileSystem.from_uri(uri)
+        with filesystem.open_input_stream(path) as stream:
+            return stream.read()
+    except (OSError, ValueError) as error:
+        raise RowError("missing_image", f"cannot read image {uri}: {error}") from None
+
+
 def image_bytes(value, base_dir: str | None = None) -> bytes:
     """Raw bytes of the `image` column: a {bytes, path} struct, base64 text, raw bytes or a path."""
     if value is None:
@@ -86,6 +91,8 @@ def image_bytes(value, base_dir: str | None = None) -> bytes:
         raise RowError("missing_image", "the image struct has neither bytes nor path")
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
+    if isinstance(value, str) and len(value) < 4096 and ("://" in value or "://" in (base_dir or "")):
+        return _read_uri(value if "://" in value else f"{base_dir.rstrip('/')}/{value}")
     if isinstance(value, str):
         candidate = Path(value) if base_dir is None or Path(value).is_absolute() else Path(base_dir) / value
         if len(value) < 4096 and candidate.suffix and candidate.is_file():

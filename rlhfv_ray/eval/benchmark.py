@@ -1,73 +1,53 @@
-"""The hallucination benchmark: held-out scenes, detailed-description prompts and VQA, greedy
-decoding, scored by `metrics.py`. Scenes come from the "benchmark" seed split, never used for SFT or
-feedback; the "validation" split serves model selection during training."""
+"""`rlhfv evaluate`: run a benchmark on a checkpoint and write its report.
+
+A benchmark is a typed config (a `StrictModel`) with `run(model, processor) -> (metrics, records)`:
+`metrics` a dict of figures (the report shows the rates it finds: `response_hallucination_rate`,
+`mention_hallucination_rate`, `hallucination_by_type`, `object_recall`, `vqa_accuracy`, `pope`, and
+their `ci95`), `records` one dict per response. Records of description prompts carry `id` (the
+image), `hallucinated` and `types`, which is what pairs two models' answers scene by scene
+(`compare_responses`). Benchmarks are plug-ins (`rlhfv_ray.plugins.BENCHMARKS`): `coco` (POPE and
+CHAIR on COCO-format annotations) ships with the core, `scene` with the scene world.
+"""
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Protocol
 
-from pydantic import Field
+from pydantic import ValidationError, model_validator
 
-from rlhfv_ray.config import StrictModel, save_resolved_config
-from rlhfv_ray.eval.metrics import CaptionScore, VQAResult, score_caption, summarize
+from rlhfv_ray.config import StrictModel, describe_errors, save_resolved_config
 from rlhfv_ray.eval.stats import paired_rate_difference
-from rlhfv_ray.model.generate import GenerationSettings, generate_batched
-from rlhfv_ray.world.corpus import CAPTION_TASK, benchmark_examples
-from rlhfv_ray.world.render import render_scene
-from rlhfv_ray.world.scene import sample_scene
-from rlhfv_ray.world.spec import HALLUCINATION_TYPES, WorldParams, split_seed
+from rlhfv_ray.plugins import BENCHMARKS, resolve
 
 
-class BenchmarkConfig(StrictModel):
-    # Object HalBench uses 300 images; here a scene costs nothing, and on 300 the 95% interval of a
-    # rate near 0.3 is ±0.05, wider than the differences this project reports (eval/stats.py)
-    scenes: int = Field(1000, gt=0)
-    vqa_per_scene: int = Field(2, ge=0)
-    batch_size: int = Field(64, gt=0)
-    max_new_tokens: int = Field(96, gt=0)
-    split: Literal["benchmark", "validation"] = "benchmark"
+class Benchmark(Protocol):
+    def run(self, model, processor) -> tuple[dict, list[dict]]: ...
+
+
+def make_benchmark(name: str, settings: dict) -> Benchmark:
+    """The benchmark registered as `name`, configured by `settings` (its own keys, validated)."""
+    cls = resolve(BENCHMARKS, name)
+    try:
+        return cls.model_validate(settings)
+    except ValidationError as error:
+        raise ValueError(f"settings of benchmark {name!r}: {describe_errors(error, prefix='settings')}") from None
 
 
 class EvaluateConfig(StrictModel):
     model: str
     out: str  # the JSON report; the Markdown table, PNG chart and responses go beside it
-    world: WorldParams = WorldParams()
-    benchmark: BenchmarkConfig = BenchmarkConfig()
+    benchmark: str = "scene"  # a registered name or module:Class
+    settings: dict[str, Any] = {}  # the benchmark's own config
 
+    @model_validator(mode="after")
+    def _settings_valid(self) -> "EvaluateConfig":
+        make_benchmark(self.benchmark, self.settings)
+        return self
 
-def run_benchmark(model, processor, config: BenchmarkConfig, world: WorldParams) -> tuple[dict, list[dict]]:
-    """(metrics, one record per response) for `model` on the benchmark scenes."""
-    scenes = [sample_scene(split_seed(config.split, i), world) for i in range(config.scenes)]
-    images = {s.seed: render_scene(s, world.image_size) for s in scenes}
-    by_seed = {s.seed: s for s in scenes}
-    examples = [e for i, s in enumerate(scenes) for e in benchmark_examples(s, i, config.vqa_per_scene)]
-    started = time.perf_counter()
-    generations = generate_batched(model, processor, [images[e.seed] for e in examples],
-                                   [e.prompt for e in examples],
-                                   GenerationSettings(max_new_tokens=config.max_new_tokens), config.batch_size)
-    seconds = time.perf_counter() - started
-    captions: list[CaptionScore] = []
-    vqa: list[VQAResult] = []
-    records = []
-    for example, generation in zip(examples, generations):
-        record = {"seed": example.seed, "task": example.task, "prompt": example.prompt,
-                  "response": generation.text, "finished": generation.finished}
-        if example.task == CAPTION_TASK:
-            score = score_caption(by_seed[example.seed], generation.text)
-            captions.append(score)
-            record.update(hallucinated=score.hallucinated, types=sorted(score.types), readable=score.readable)
-        else:
-            result = VQAResult(example.kind, example.answer, generation.text)
-            vqa.append(result)
-            record.update(expected=example.answer, kind=example.kind, correct=result.correct)
-        records.append(record)
-    metrics = summarize(captions, vqa)
-    metrics["generation_seconds"] = seconds
-    metrics["split"] = config.split
-    return metrics, records
+    def make_benchmark(self) -> Benchmark:
+        return make_benchmark(self.benchmark, self.settings)
 
 
 def evaluate_checkpoint(config: EvaluateConfig) -> dict:
@@ -75,10 +55,11 @@ def evaluate_checkpoint(config: EvaluateConfig) -> dict:
     from rlhfv_ray.eval.report import markdown_table, plot_metrics
     from rlhfv_ray.model.io import load_model_and_processor
 
+    benchmark = config.make_benchmark()
     model, processor = load_model_and_processor(config.model)
     model.eval()
-    metrics, records = run_benchmark(model, processor, config.benchmark, config.world)
-    metrics["model"] = str(config.model)
+    metrics, records = benchmark.run(model, processor)
+    metrics.update(model=str(config.model), benchmark=config.benchmark)
     out = Path(config.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(metrics, indent=2))
@@ -97,21 +78,30 @@ def responses_path(report_json: str | Path) -> Path:
     return Path(report_json).with_suffix(".responses.jsonl")
 
 
-def _caption_outcomes(path: Path) -> dict[int, dict]:
+def _judged(path: Path) -> dict:
     records = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
-    return {r["seed"]: r for r in records if r["task"] == CAPTION_TASK}
+    return {r["id"]: r for r in records if "hallucinated" in r}
 
 
 def compare_responses(report_a: str | Path, report_b: str | Path) -> dict:
-    """Model b against model a on the same benchmark scenes, paired by scene: the response-level
+    """Model b against model a on the same benchmark images, paired by image: the response-level
     hallucination rate and each type's rate, b minus a, with 95% intervals and McNemar p-values."""
-    a, b = _caption_outcomes(responses_path(report_a)), _caption_outcomes(responses_path(report_b))
+    a, b = _judged(responses_path(report_a)), _judged(responses_path(report_b))
     if set(a) != set(b):
-        raise ValueError(f"{report_a} and {report_b} were not scored on the same scenes")
-    seeds = sorted(a)
+        raise ValueError(f"{report_a} and {report_b} were not scored on the same images")
+    ids = sorted(a, key=str)
     out = {"response_hallucination_rate": paired_rate_difference(
-        [a[s]["hallucinated"] for s in seeds], [b[s]["hallucinated"] for s in seeds]).to_dict()}
-    for kind in HALLUCINATION_TYPES:
-        out[kind] = paired_rate_difference([kind in a[s]["types"] for s in seeds],
-                                           [kind in b[s]["types"] for s in seeds]).to_dict()
+        [a[i]["hallucinated"] for i in ids], [b[i]["hallucinated"] for i in ids]).to_dict()}
+    kinds = sorted({t for r in (*a.values(), *b.values()) for t in r.get("types", ())}, key=type_order)
+    for kind in kinds:
+        out[kind] = paired_rate_difference([kind in a[i].get("types", ()) for i in ids],
+                                           [kind in b[i].get("types", ()) for i in ids]).to_dict()
     return out
+
+
+# the paper's order of hallucination types; others (a plug-in's own) after them, alphabetically
+TYPE_ORDER = ("object", "attribute", "number", "position")
+
+
+def type_order(kind: str) -> tuple[int, str]:
+    return (TYPE_ORDER.index(kind) if kind in TYPE_ORDER else len(TYPE_ORDER), kind)

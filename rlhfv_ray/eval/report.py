@@ -4,22 +4,34 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rlhfv_ray.world.spec import HALLUCINATION_TYPES
+from rlhfv_ray.eval.benchmark import type_order
 
-# (label, key, lower is better?) of the table's rows, in order.
-ROWS: list[tuple[str, str, bool | None]] = [
-    ("response hallucination rate", "response_hallucination_rate", True),
-    ("  95% interval", "ci95.response_hallucination_rate", None),
-    ("mention hallucination rate (CHAIR_i)", "mention_hallucination_rate", True),
-    *((f"  {t} hallucination (response-level)", f"hallucination_by_type.{t}", True) for t in HALLUCINATION_TYPES),
-    ("object recall", "object_recall", False),
-    ("VQA accuracy", "vqa_accuracy", False),
-    ("  95% interval", "ci95.vqa_accuracy", None),
-    ("over-generalization delta (mean)", "overgeneralization_delta_mean", True),
-    ("mean response words", "mean_response_words", None),
-    ("unparsed responses", "unparsed_responses", True),
-    ("responses", "n_responses", None),
-]
+
+def hallucination_types(results: dict[str, dict]) -> list[str]:
+    """The hallucination types any of the reports measures, in the paper's order."""
+    kinds = {k for m in results.values() for k in (m.get("hallucination_by_type") or {})}
+    return sorted(kinds, key=type_order)
+
+
+def _rows(results: dict[str, dict]) -> list[tuple[str, str, bool | None]]:
+    """(label, key, lower is better?) of the table's rows, in order; a row no report has is left out."""
+    rows = [
+        ("response hallucination rate", "response_hallucination_rate", True),
+        ("  95% interval", "ci95.response_hallucination_rate", None),
+        ("mention hallucination rate (CHAIR_i)", "mention_hallucination_rate", True),
+        *((f"  {t} hallucination (response-level)", f"hallucination_by_type.{t}", True)
+          for t in hallucination_types(results)),
+        ("object recall", "object_recall", False),
+        ("VQA accuracy", "vqa_accuracy", False),
+        ("  95% interval", "ci95.vqa_accuracy", None),
+        ("POPE accuracy (mean of settings)", "pope_accuracy", False),
+        *((f"  POPE {s} F1", f"pope.{s}.f1", False) for s in ("random", "popular", "adversarial")),
+        ("over-generalization delta (mean)", "overgeneralization_delta_mean", True),
+        ("mean response words", "mean_response_words", None),
+        ("unparsed responses", "unparsed_responses", True),
+        ("responses", "n_responses", None),
+    ]
+    return [row for row in rows if any(_lookup(m, row[1]) is not None for m in results.values())]
 
 
 def _lookup(metrics: dict, dotted: str):
@@ -44,7 +56,7 @@ def markdown_table(results: dict[str, dict]) -> str:
     """Rows are metrics, columns the models of `results` (name -> metrics), in insertion order."""
     names = list(results)
     lines = ["| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    for label, key, lower_better in ROWS:
+    for label, key, lower_better in _rows(results):
         arrow = "" if lower_better is None else (" ↓" if lower_better else " ↑")
         cells = [_fmt(_lookup(results[n], key)) for n in names]
         lines.append(f"| {label}{arrow} | " + " | ".join(cells) + " |")
@@ -54,7 +66,7 @@ def markdown_table(results: dict[str, dict]) -> str:
 def paired_table(comparisons: dict[str, dict]) -> str:
     """Markdown rows of paired comparisons (name -> `benchmark.compare_responses` output): the
     difference of each response-level rate with its 95% interval and McNemar p-value."""
-    kinds = ["response_hallucination_rate", *HALLUCINATION_TYPES]
+    kinds = list(dict.fromkeys(k for comparison in comparisons.values() for k in comparison))
     lines = ["| paired (same scenes) | " + " | ".join(k.replace("_hallucination_rate", "") for k in kinds) + " |",
              "|---|" + "---|" * len(kinds)]
     for name, comparison in comparisons.items():
@@ -72,9 +84,11 @@ def plot_metrics(results: dict[str, dict], path: str | Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    keys = ["response_hallucination_rate", "mention_hallucination_rate",
-            *(f"hallucination_by_type.{t}" for t in HALLUCINATION_TYPES), "object_recall", "vqa_accuracy"]
-    labels = ["response", "mention", *HALLUCINATION_TYPES, "recall", "VQA acc."]
+    candidates = [("response_hallucination_rate", "response"), ("mention_hallucination_rate", "mention"),
+                  *((f"hallucination_by_type.{t}", t) for t in hallucination_types(results)),
+                  ("object_recall", "recall"), ("vqa_accuracy", "VQA acc."), ("pope_accuracy", "POPE acc.")]
+    present = [(k, label) for k, label in candidates if any(_lookup(m, k) is not None for m in results.values())]
+    keys, labels = [k for k, _ in present], [label for _, label in present]
     names = list(results)
     x = np.arange(len(keys))
     width = 0.8 / max(len(names), 1)

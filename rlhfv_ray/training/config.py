@@ -9,14 +9,6 @@ from pydantic import Field, model_validator
 from rlhfv_ray.config import StrictModel
 
 
-class RayConfig(StrictModel):
-    """How to reach Ray. `address: null` uses RAY_ADDRESS (set by `ray job submit`) or starts a
-    local Ray; `num_cpus` caps a local Ray only."""
-
-    address: str | None = None
-    num_cpus: int | None = None
-
-
 class OptimConfig(StrictModel):
     lr: float = Field(1e-3, gt=0)
     min_lr_ratio: float = Field(0.0, ge=0, le=1)  # cosine decays to lr * min_lr_ratio

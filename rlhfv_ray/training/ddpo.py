@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from rlhfv_ray.model.logprobs import PairLogps
+
 
 @dataclass(frozen=True)
 class DDPOParams:
@@ -46,13 +48,6 @@ def weighted_score(logps: torch.Tensor, mask: torch.Tensor, corrected: torch.Ten
     total = (logps * weights).sum(-1)
     return total / weights.sum(-1).clamp(min=1e-8) if normalize else total
 
-
-@dataclass(frozen=True)
-class PairLogps:
-    """Per-token log-probs (batch, seq) of the chosen and rejected answers, with their masks."""
-
-    chosen: torch.Tensor
-    rejected: torch.Tensor
 
 
 def ddpo_loss(policy: PairLogps, reference: PairLogps, chosen_mask: torch.Tensor, rejected_mask: torch.Tensor,

@@ -1,43 +1,35 @@
-"""Supervised fine-tuning of the base model on the noisy world corpus, with Ray Data + Ray Train.
+"""`rlhfv sft --data PATH`: supervised fine-tuning on image + conversation data, with Ray Data + Ray Train.
 
-Ray Data renders and tokenizes the corpus (captions + clean VQA) in parallel; Ray Train's
-TorchTrainer runs DeepSpeed workers over it (the same loop as DDPO, with the SFT loss). The result
-is a `save_pretrained` directory at `out`, with the resolved config, corpus statistics and
-metrics beside it.
+Ray Data reads, validates and tokenizes the conversations (`data/conversations.py`: LLaVA-Instruct
+JSON or parquet with inline images; bad rows to `sft_rejects.parquet` with a reason); Ray Train's
+TorchTrainer runs DeepSpeed workers over them (the same loop as DDPO, with the SFT loss). The result
+is a `save_pretrained` directory at `out`, with the resolved config, the data summary (read = used +
+rejected) and metrics beside it.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
-from pydantic import Field
 
-from rlhfv_ray.config import StrictModel
+from rlhfv_ray.data.conversations import ConversationData, prepare_conversations
+from rlhfv_ray.data.sources import expand_paths
 from rlhfv_ray.images import decode_image
-from rlhfv_ray.model.encoding import encode_conversations, pad_lm_batch, pixel_values
-from rlhfv_ray.model.io import load_model_and_processor, load_processor
-from rlhfv_ray.training.config import RayConfig, TrainSection
-from rlhfv_ray.training.logprobs import forward_token_logps
-from rlhfv_ray.world.corpus import corpus_stats, iter_sft_rows
-from rlhfv_ray.world.spec import WorldParams
-
-
-class SFTDataConfig(StrictModel):
-    scenes: int = Field(4000, gt=0)  # SFT scenes: seeds [0, scenes) of the "sft" split
-    vqa_per_scene: int = Field(6, ge=0)  # questions in each scene's VQA conversation
-    scenes_per_block: int = Field(250, gt=0)  # Ray Data parallelism of the rendering stage
+from rlhfv_ray.model.encoding import pad_lm_batch, pixel_values
+from rlhfv_ray.model.io import load_model_and_processor
+from rlhfv_ray.ray_runtime import RayConfig
+from rlhfv_ray.training.config import TrainSection
+from rlhfv_ray.model.logprobs import forward_token_logps
 
 
 class SFTSection(TrainSection):
-    data: SFTDataConfig = SFTDataConfig()
+    """What SFT trains with, apart from the data and the paths."""
 
 
-class SFTConfig(SFTSection):
-    model: str  # the initial model (a save_pretrained dir), e.g. from `rlhfv build-model`
+class SFTConfig(SFTSection, ConversationData):
+    model: str  # the initial model: a save_pretrained dir (e.g. from `rlhfv build-model`) or a hub id
     out: str  # where the fine-tuned save_pretrained dir is written
-    world: WorldParams = WorldParams()
     ray: RayConfig = RayConfig()
     run_name: str | None = None  # Ray Train run; rerunning the same name resumes it
 
@@ -62,38 +54,6 @@ def make_sft_collate(processor):
     return collate
 
 
-class _Tokenize:
-    """Ray Data stage: token ids and labels of each conversation (image placeholder expanded by the
-    processor; every assistant answer is a target)."""
-
-    def __init__(self, model_path: str):
-        self.processor = load_processor(model_path)
-
-    def __call__(self, batch: dict) -> dict:
-        images = [decode_image(b) for b in batch["image"]]
-        encoded = encode_conversations(self.processor, images, [json.loads(t) for t in batch["turns"]])
-        batch["input_ids"] = [ids for ids, _ in encoded]
-        batch["labels"] = [labels for _, labels in encoded]
-        return batch
-
-
-def build_sft_dataset(config: SFTConfig):
-    import ray.data
-
-    blocks = [(start, min(config.data.scenes_per_block, config.data.scenes - start))
-              for start in range(0, config.data.scenes, config.data.scenes_per_block)]
-    world, vqa = config.world, config.data.vqa_per_scene
-
-    def render(block: dict) -> list[dict]:
-        return list(iter_sft_rows(int(block["n"]), world, vqa, start=int(block["start"])))
-
-    ds = ray.data.from_items([{"start": s, "n": n} for s, n in blocks], override_num_blocks=len(blocks))
-    ds = ds.flat_map(render)
-    ds = ds.map_batches(_Tokenize, fn_constructor_kwargs={"model_path": config.model},
-                        batch_size=256, compute=ray.data.ActorPoolStrategy(size=1), batch_format="numpy")
-    return ds.materialize()
-
-
 def sft_worker(config_dict: dict) -> None:
     """Ray Train worker entry point: rebuild the typed config, build parts, run the shared loop."""
     from rlhfv_ray.training.loop import LoopParts, run_training
@@ -109,12 +69,12 @@ def sft_worker(config_dict: dict) -> None:
 
 
 def run_sft(config: SFTConfig) -> Path:
-    """Build the corpus, train on Ray Train, and write the model to `config.out`."""
+    """Read and check the data, train on Ray Train, and write the model to `config.out`."""
     from rlhfv_ray.training.trainer import fit_and_export, start_run
 
+    expand_paths(config.data)  # a missing input is said before Ray starts
     out = start_run(config, config.out)
-    dataset = build_sft_dataset(config)
-    stats = corpus_stats(dataset.select_columns(["task", "kind"]).iter_rows())
-    (out / "corpus_stats.json").write_text(json.dumps(stats, indent=2))
+    dataset, _ = prepare_conversations(ConversationData.model_validate(config.model_dump(include=set(
+        ConversationData.model_fields))), config.model, out, "sft")
     fit_and_export(sft_worker, config, {"train": dataset}, out, default_name="sft")
     return out

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from rlhfv_ray.data.shards import check_shards_match_model, shard_files
-from rlhfv_ray.training.config import OptimConfig, RayConfig, TrainSection
+from rlhfv_ray.ray_runtime import RayConfig
+from rlhfv_ray.training.config import OptimConfig, TrainSection
 from rlhfv_ray.training.ddpo import DDPOParams, PairLogps, ddpo_loss
-from rlhfv_ray.training.rehearsal import RehearsalConfig, rehearsal_batch, rehearsal_nll
+from rlhfv_ray.training import rehearsal as rehearsal_lib
+from rlhfv_ray.training.rehearsal import RehearsalConfig, rehearsal_nll
 
 
 DDPO_OPTIM = OptimConfig(lr=1e-5, warmup_steps=5, max_steps=100, global_batch_size=32, micro_batch_size=16)
@@ -28,7 +30,7 @@ class DDPOSection(TrainSection):
     # Train on only the first `max_pairs` pairs (shard file order, the same pairs on every run), for
     # data-scaling curves (paper Fig. 2); null uses them all, as does a value above the shards' count.
     max_pairs: int | None = Field(None, gt=0)
-    # SFT-corpus VQA rehearsed beside the pairs (off by default, as in the paper): keeps short answers
+    # SFT data rehearsed beside the pairs (off by default, as in the paper), e.g. short-answer VQA
     rehearsal: RehearsalConfig = RehearsalConfig()
 
     @field_validator("optim", mode="before")
@@ -45,9 +47,15 @@ class DDPOConfig(DDPOSection):
     ray: RayConfig = RayConfig()
     run_name: str | None = None  # Ray Train run; rerunning the same name resumes it
 
+    @model_validator(mode="after")
+    def _rehearsal_has_data(self) -> "DDPOConfig":
+        if self.rehearsal.enabled and not self.rehearsal.data:
+            raise ValueError("rehearsal.weight > 0 needs rehearsal.data (an SFT dataset to rehearse)")
+        return self
+
 
 def make_ddpo_loss(params: DDPOParams, rehearsal_weight: float = 0.0):
-    from rlhfv_ray.data.batching import pair_token_logps
+    from rlhfv_ray.model.pair_forward import pair_token_logps
 
     def loss_fn(model, batch: dict):
         policy, chosen_mask, rejected_mask = pair_token_logps(model, batch)
@@ -63,13 +71,16 @@ def make_ddpo_loss(params: DDPOParams, rehearsal_weight: float = 0.0):
     return loss_fn
 
 
-def make_pair_collate(processor, rehearsal: RehearsalConfig | None = None, seed: int = 0):
-    from rlhfv_ray.data.batching import pair_batch
+def make_pair_collate(processor, rehearsal_pool: list[dict] | None = None, per_micro_batch: int = 0,
+                      seed: int = 0):
+    """Pair tensors; with a rehearsal pool, also the rehearsal tensors its pair ids draw."""
+    from rlhfv_ray.model.pair_forward import pair_batch
 
     def collate(rows: dict) -> dict:
         batch = pair_batch(rows, processor)
-        if rehearsal is not None and rehearsal.enabled:
-            batch.update(rehearsal_batch(rows["idx"], seed, rehearsal, processor))
+        if rehearsal_pool:
+            drawn = rehearsal_lib.draw(rows["idx"], seed, len(rehearsal_pool), per_micro_batch)
+            batch.update(rehearsal_lib.rehearsal_batch([rehearsal_pool[i] for i in drawn], processor))
         return batch
 
     return collate
@@ -84,8 +95,13 @@ def ddpo_worker(config_dict: dict) -> None:
     model, processor = load_model_and_processor(config.model)
     if config.freeze_vision_tower:
         model.model.vision_tower.requires_grad_(False)
+    pool = None
+    if config.rehearsal.enabled:
+        import ray.train
+
+        pool = rehearsal_lib.load_pool(ray.train.get_dataset_shard(rehearsal_lib.DATASET))
     parts = LoopParts("ddpo", make_ddpo_loss(config.ddpo, config.rehearsal.weight),
-                      make_pair_collate(processor, config.rehearsal, config.seed),
+                      make_pair_collate(processor, pool, config.rehearsal.per_micro_batch, config.seed),
                       count_tokens=lambda b: int(b["chosen_attention_mask"].sum() + b["rejected_attention_mask"].sum()))
     run_training(config, model, processor, parts, metrics_path=str(Path(config.out) / METRICS_FILE))
 
@@ -120,7 +136,12 @@ def load_shard_dataset(shards: str, model: str, max_pairs: int | None = None):
 def run_train(config: DDPOConfig) -> Path:
     from rlhfv_ray.training.trainer import fit_and_export, start_run
 
+    from rlhfv_ray.data.conversations import prepare_conversations
+
     out = start_run(config, config.out)
-    dataset = load_shard_dataset(config.shards, config.model, config.max_pairs)
-    fit_and_export(ddpo_worker, config, {"train": dataset}, out, default_name="ddpo")
+    datasets = {"train": load_shard_dataset(config.shards, config.model, config.max_pairs)}
+    if config.rehearsal.enabled:  # every worker draws from all of it: not split
+        datasets[rehearsal_lib.DATASET], _ = prepare_conversations(
+            config.rehearsal.conversation_data(), config.model, out, rehearsal_lib.DATASET)
+    fit_and_export(ddpo_worker, config, datasets, out, default_name="ddpo")
     return out

@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from pathlib import Path
 from typing import Callable
 
-from rlhfv_ray.training.config import RayConfig, TrainSection
+from rlhfv_ray.ray_runtime import init_ray
+from rlhfv_ray.training.config import TrainSection
 from rlhfv_ray.training.loop import MODEL_SUBDIR
-
-
-def init_ray(config: RayConfig) -> None:
-    """Connect to the cluster named by `config.address` or RAY_ADDRESS (what `ray job submit`
-    sets), or start a local Ray capped at `config.num_cpus`."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    address = config.address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address)
-    else:
-        ray.init(num_cpus=config.num_cpus, include_dashboard=False)
 
 
 METRICS_FILE = "metrics.jsonl"
@@ -69,7 +55,7 @@ def fit_and_export(worker_fn: Callable[[dict], None], config: TrainSection, data
                    default_name: str):
     """Run `worker_fn` on `config.scaling.num_workers` Ray Train workers; copy the final
     `save_pretrained` model out of the last checkpoint into `out`. Returns the Ray Train Result."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     scaling = config.scaling
@@ -89,6 +75,7 @@ def fit_and_export(worker_fn: Callable[[dict], None], config: TrainSection, data
             checkpoint_config=CheckpointConfig(num_to_keep=config.checkpoint.num_to_keep),
         ),
         datasets=datasets,
+        dataset_config=DataConfig(datasets_to_split=["train"]),  # others (rehearsal) reach every worker whole
         torch_config=TorchConfig(backend="nccl" if scaling.use_gpu else "gloo"),
     )
     result = trainer.fit()

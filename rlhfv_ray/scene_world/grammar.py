@@ -13,8 +13,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from rlhfv_ray.world.scene import ObjectGroup, Scene
-from rlhfv_ray.world.spec import CLASS_BY_NAME, COLS, NUMBER_WORDS, OBJECT_CLASSES, ROWS
+from rlhfv_ray.scene_world.scene import ObjectGroup, Scene
+from rlhfv_ray.scene_world.spec import CLASS_BY_NAME, COLS, NUMBER_WORDS, OBJECT_CLASSES, ROWS
 
 DESCRIPTION_PROMPTS: tuple[str, ...] = (
     "Describe the image in detail.",
@@ -131,7 +131,7 @@ def normalize_answer(text: str) -> str:
 
 def world_texts() -> list[str]:
     """Every sentence form of the world's language: what the tokenizer is trained on."""
-    from rlhfv_ray.world.spec import COLORS, SCENE_TYPES
+    from rlhfv_ray.scene_world.spec import COLORS, SCENE_TYPES
 
     texts = ["USER: <image>\nASSISTANT:", "yes", "no", "Yes.", "No."]
     texts += list(DESCRIPTION_PROMPTS) + [render_scene_sentence(s.name) for s in SCENE_TYPES]

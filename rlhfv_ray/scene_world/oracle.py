@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from rlhfv_ray.world.grammar import Claim, render_claim, render_scene_sentence
-from rlhfv_ray.world.judge import judge_response
-from rlhfv_ray.world.scene import Scene
+from rlhfv_ray.scene_world.grammar import Claim, render_claim, render_scene_sentence
+from rlhfv_ray.scene_world.judge import judge_response
+from rlhfv_ray.scene_world.scene import Scene
 
 
 @dataclass(frozen=True)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable
 
-from rlhfv_ray.world.grammar import DESCRIPTION_PROMPTS, sample_vqa
-from rlhfv_ray.world.noise import noisy_caption
-from rlhfv_ray.world.render import image_to_png_bytes, render_scene
-from rlhfv_ray.world.scene import Scene, sample_scene
-from rlhfv_ray.world.spec import HALLUCINATION_TYPES, WorldParams, split_seed
+from rlhfv_ray.scene_world.grammar import DESCRIPTION_PROMPTS, sample_vqa
+from rlhfv_ray.scene_world.noise import noisy_caption
+from rlhfv_ray.scene_world.scene import Scene
+from rlhfv_ray.scene_world.spec import HALLUCINATION_TYPES, WorldParams
 
 CAPTION_TASK = "caption"
 VQA_TASK = "vqa"
@@ -34,10 +32,6 @@ class Example:
     @property
     def turns(self) -> list[tuple[str, str]]:
         return [(self.prompt, self.answer), *self.follow_ups]
-
-    def to_row(self, image_png: bytes) -> dict:
-        return {"seed": self.seed, "task": self.task, "turns": json.dumps(self.turns), "kind": self.kind,
-                "image": image_png}
 
 
 def _rng(seed: int, purpose: str) -> random.Random:
@@ -71,15 +65,6 @@ def benchmark_examples(scene: Scene, index: int, vqa_per_scene: int) -> list[Exa
     for item in sample_vqa(scene, _rng(scene.seed, "benchmark-vqa"), vqa_per_scene):
         examples.append(Example(scene.seed, VQA_TASK, item.question, item.answer, item.kind))
     return examples
-
-
-def iter_sft_rows(n_scenes: int, params: WorldParams, vqa_per_scene: int, start: int = 0) -> Iterable[dict]:
-    """Rows (with PNG bytes) of the SFT corpus for scenes [start, start + n_scenes) of split sft."""
-    for index in range(start, start + n_scenes):
-        scene = sample_scene(split_seed("sft", index), params)
-        png = image_to_png_bytes(render_scene(scene, params.image_size))
-        for example in sft_examples(scene, params, vqa_per_scene):
-            yield example.to_row(png)
 
 
 def corpus_stats(rows: Iterable[dict]) -> dict:

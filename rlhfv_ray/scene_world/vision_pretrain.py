@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlhfv_ray.model.encoding import pixel_values
-from rlhfv_ray.world.render import render_scene
-from rlhfv_ray.world.scene import sample_scene
-from rlhfv_ray.world.spec import COLORS, COLS, MAX_COUNT, OBJECT_CLASSES, ROWS, SCENE_TYPES, WorldParams, split_seed
+from rlhfv_ray.scene_world.render import render_scene
+from rlhfv_ray.scene_world.scene import sample_scene
+from rlhfv_ray.scene_world.spec import COLORS, COLS, MAX_COUNT, OBJECT_CLASSES, ROWS, SCENE_TYPES, WorldParams, split_seed
 
 CLASS_INDEX = {c.name: i + 1 for i, c in enumerate(OBJECT_CLASSES)}  # 0 = empty cell
 COLOR_INDEX = {name: i for i, name in enumerate(COLORS)}

@@ -16,9 +16,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, replace
 
-from rlhfv_ray.world.grammar import Claim, render_caption
-from rlhfv_ray.world.scene import Scene
-from rlhfv_ray.world.spec import CLASS_BY_NAME, ROWS, SCENE_TYPE_BY_NAME, NoiseRates
+from rlhfv_ray.scene_world.grammar import Claim, render_caption
+from rlhfv_ray.scene_world.scene import Scene
+from rlhfv_ray.scene_world.spec import CLASS_BY_NAME, ROWS, SCENE_TYPE_BY_NAME, NoiseRates
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from loadgen import free_ports
+
 # The venv's `ray`: the raylets it starts run workers with the venv's python, where the project is
 # installed.
 RAY_BIN = str(Path(sys.executable).with_name("ray"))
@@ -36,23 +37,6 @@ OBJECT_STORE_BYTES = 200 * 1024**2  # per node; the test workloads move a few MB
 # Never shipped with a job's working dir: the venv, outputs, caches.
 WORKING_DIR_EXCLUDES = [".venv", "runs", ".git", ".pytest_cache", "*.egg-info", "__pycache__",
                         "benchmarks/results"]
-
-
-def free_ports(n: int) -> list[int]:
-    """`n` distinct free ports: every socket stays bound until all are picked, so the OS cannot hand
-    the same port out twice (independent picks did, and `ray start` refused the collision)."""
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for sock in sockets:
-            sock.bind(("", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def free_port() -> int:
-    return free_ports(1)[0]
 
 
 @dataclass(frozen=True)

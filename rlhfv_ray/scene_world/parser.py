@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rlhfv_ray.world.grammar import Claim
-from rlhfv_ray.world.spec import CLASS_BY_NAME, CLASS_BY_PLURAL, COLORS, COLS, NUMBER_WORDS, ROWS, SCENE_TYPE_BY_NAME
+from rlhfv_ray.scene_world.grammar import Claim
+from rlhfv_ray.scene_world.spec import CLASS_BY_NAME, CLASS_BY_PLURAL, COLORS, COLS, NUMBER_WORDS, ROWS, SCENE_TYPE_BY_NAME
 
 _WORD = r"[A-Za-z]+"
 _SCENE_RE = re.compile(rf"^A ({_WORD}) scene\.$", re.IGNORECASE)

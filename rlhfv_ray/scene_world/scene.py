@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from rlhfv_ray.world.spec import (
+from rlhfv_ray.scene_world.spec import (
     CLASS_BY_NAME,
     COLORS,
     COLS,

@@ -3,6 +3,8 @@ DDPO all build on, computed one way so the cached reference log-probs equal the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -40,3 +42,11 @@ def forward_token_logps(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]
 def sequence_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per-example mean over masked positions: (batch, seq) -> (batch,)."""
     return (values * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+
+
+@dataclass(frozen=True)
+class PairLogps:
+    """Per-token log-probs (batch, seq) of the chosen and rejected answers, on one grid."""
+
+    chosen: torch.Tensor
+    rejected: torch.Tensor

@@ -1,10 +1,11 @@
 """`make demo` / `rlhfv demo`: the pipeline end to end on the embedded scene world.
 
 Stages (each skipped when its output exists for the same config and the same runs of the stages it
-reads, unless `reuse=false`):
-world + initial model -> SFT base on Ray Train -> feedback (base answers corrected by the oracle)
--> segment-aligned shards with reference log-probs -> DDPO (gamma > 1) and vanilla DPO (gamma = 1)
-on the same pairs and budget -> hallucination benchmark of base, DDPO and DPO. The report
+reads, unless `reuse=false`): initial model and the world's data files (SFT corpus, prompt set) ->
+SFT base -> feedback (base answers corrected by the oracle annotator) -> segment-aligned shards with
+reference log-probs -> DDPO (gamma > 1) and vanilla DPO (gamma = 1) on the same pairs and budget ->
+the scene benchmark of base, DDPO and DPO. Every stage after the world's own is the generic job a
+user runs on their data, given the world's files and plug-ins (`scene-oracle`, `scene`). The report
 (`report.json`, `report.md`, `report.png`) lands in `out_dir`.
 """
 
@@ -16,14 +17,17 @@ from pathlib import Path
 from rlhfv_ray.config import StrictModel, save_resolved_config
 from rlhfv_ray.data.feedback import FEEDBACK_FILE, FeedbackConfig, FeedbackSection, collect_feedback
 from rlhfv_ray.data.pipeline import ShardConfig, ShardSection, build_shards
-from rlhfv_ray.eval.benchmark import BenchmarkConfig, EvaluateConfig, compare_responses, evaluate_checkpoint
+from rlhfv_ray.eval.benchmark import EvaluateConfig, compare_responses, evaluate_checkpoint
 from rlhfv_ray.eval.report import markdown_table, paired_table, plot_metrics
-from rlhfv_ray.model.bootstrap import BuildModelConfig, BuildModelSection, build_initial_model
+from rlhfv_ray.ray_runtime import RayConfig
+from rlhfv_ray.scene_world.benchmark import SceneBenchmark
+from rlhfv_ray.scene_world.build_model import BuildModelConfig, BuildModelSection, build_initial_model
+from rlhfv_ray.scene_world.data import (CORPUS_FILE, PROMPTS_FILE, SFT_DIR, VQA_FILE, SceneDataConfig,
+                                        SceneDataSection, write_scene_data)
+from rlhfv_ray.scene_world.spec import WorldParams
 from rlhfv_ray.stages import recorded_seconds, run_stage
-from rlhfv_ray.training.config import RayConfig
-from rlhfv_ray.training.sft import SFTConfig, SFTSection, run_sft
+from rlhfv_ray.training.sft import SFTSection, SFTConfig, run_sft
 from rlhfv_ray.training.train_ddpo import DDPOConfig, DDPOSection, run_train
-from rlhfv_ray.world.spec import WorldParams
 
 
 class DemoConfig(StrictModel):
@@ -31,11 +35,12 @@ class DemoConfig(StrictModel):
     reuse: bool = True
     world: WorldParams = WorldParams()
     model: BuildModelSection = BuildModelSection()
+    data: SceneDataSection = SceneDataSection()
     sft: SFTSection = SFTSection()
-    feedback: FeedbackSection = FeedbackSection()
+    feedback: FeedbackSection = FeedbackSection(annotator="scene-oracle")
     shards: ShardSection = ShardSection()
     ddpo: DDPOSection = DDPOSection()
-    benchmark: BenchmarkConfig = BenchmarkConfig()
+    benchmark: SceneBenchmark = SceneBenchmark()
     ray: RayConfig = RayConfig()
 
 
@@ -44,8 +49,9 @@ def _eval_json(config: DemoConfig, name: str) -> Path:
 
 
 def _evaluate(config: DemoConfig, name: str, model_dir: str, stage) -> dict:
-    eval_config = EvaluateConfig(model=model_dir, out=str(_eval_json(config, name)),
-                                 world=config.world, benchmark=config.benchmark)
+    settings = {**config.benchmark.model_dump(), "world": config.world.model_dump()}
+    eval_config = EvaluateConfig(model=model_dir, out=str(_eval_json(config, name)), benchmark="scene",
+                                 settings=settings)
     stage(f"evaluate_{name}", f"evaluate {name}", eval_config, Path(eval_config.out).parent / name,
           lambda: evaluate_checkpoint(eval_config), upstream=[model_dir])
     return json.loads(Path(eval_config.out).read_text())
@@ -67,16 +73,20 @@ def run_demo(config: DemoConfig) -> dict:
         {**config.model.model_dump(), "out": str(out / "init_model"), "world": config.world})
     stage("build_model", "build-model", build, build.out, lambda: build_initial_model(build))
 
-    sft = SFTConfig.model_validate({**config.sft.model_dump(), "model": build.out, "out": str(out / "base_model"),
-                                    "world": config.world, "ray": config.ray})
-    stage("sft", "sft", sft, sft.out, lambda: run_sft(sft), upstream=[build.out])
+    data = SceneDataConfig.model_validate({**config.data.model_dump(), "out": str(out / "data"), "world": config.world})
+    stage("scene_data", "scene-data", data, data.out, lambda: write_scene_data(data))
+    corpus = Path(data.out) / SFT_DIR
+    sft = SFTConfig.model_validate({**config.sft.model_dump(), "data": str(corpus / CORPUS_FILE), "model": build.out,
+                                    "out": str(out / "base_model"), "ray": config.ray})
+    stage("sft", "sft", sft, sft.out, lambda: run_sft(sft), upstream=[build.out, data.out])
 
     results = {"base": _evaluate(config, "base", sft.out, stage)}
 
     feedback = FeedbackConfig.model_validate({**config.feedback.model_dump(), "model": sft.out,
-                                              "out": str(out / "feedback"), "world": config.world, "ray": config.ray})
+                                              "prompts": str(Path(data.out) / PROMPTS_FILE),
+                                              "out": str(out / "feedback"), "ray": config.ray})
     stage("collect_feedback", "collect-feedback", feedback, feedback.out, lambda: collect_feedback(feedback),
-          upstream=[sft.out])
+          upstream=[sft.out, data.out])
     shards = ShardConfig.model_validate({**config.shards.model_dump(), "input": [str(out / "feedback" / FEEDBACK_FILE)],
                                          "model": sft.out, "out": str(out / "shards"), "ray": config.ray})
     stage("build_shards", "build-shards", shards, shards.out, lambda: build_shards(shards),
@@ -85,11 +95,12 @@ def run_demo(config: DemoConfig) -> dict:
     for name, gamma in (("ddpo", config.ddpo.ddpo.gamma), ("dpo", 1.0)):
         section = config.ddpo.model_dump()
         section["ddpo"]["gamma"] = gamma
-        section["rehearsal"]["world"] = config.world  # rehearsed scenes look like every other scene
+        if section["rehearsal"]["weight"] > 0:  # the SFT corpus's questions keep short answers short
+            section["rehearsal"]["data"] = [str(corpus / VQA_FILE)]
         train = DDPOConfig.model_validate({**section, "model": sft.out, "shards": shards.out,
                                            "out": str(out / f"{name}_model"), "ray": config.ray})
         stage(f"train_{name}", f"train {name}", train, train.out, lambda: run_train(train),
-              upstream=[shards.out, sft.out])
+              upstream=[shards.out, sft.out, data.out])
         results[name] = _evaluate(config, name, train.out, stage)
     # rates differ by a few points between models, as much as one benchmark's sampling error: the
     # models answer the same scenes, so compare them scene by scene (eval/stats.py)

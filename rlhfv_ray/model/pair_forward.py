@@ -22,8 +22,7 @@ import torch
 
 from rlhfv_ray.images import decode_image
 from rlhfv_ray.model.encoding import IGNORE_INDEX, build_lm_batch, pad_right, pixel_values
-from rlhfv_ray.training.ddpo import PairLogps
-from rlhfv_ray.training.logprobs import label_logps, token_logps
+from rlhfv_ray.model.logprobs import PairLogps, label_logps, token_logps
 
 
 def place_answer_values(prompt_lengths: Sequence[int], values: Sequence[Sequence[float]], width: int,

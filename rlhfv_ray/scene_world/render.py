@@ -13,8 +13,8 @@ from typing import Callable
 
 from PIL import Image, ImageDraw
 
-from rlhfv_ray.world.scene import Scene
-from rlhfv_ray.world.spec import COLORS, DETAIL_RGB, SCENE_TYPE_BY_NAME
+from rlhfv_ray.scene_world.scene import Scene
+from rlhfv_ray.scene_world.spec import COLORS, DETAIL_RGB, SCENE_TYPE_BY_NAME
 
 SUPERSAMPLE = 4
 # Slot centers (fractions of the cell) by count; the glyph box is GLYPH_FRACTION of the cell.

@@ -10,11 +10,11 @@ import torch
 from pydantic import model_validator
 
 from rlhfv_ray.config import StrictModel, save_resolved_config
-from rlhfv_ray.model.build import TinyLlavaSpec, build_processor, build_tiny_llava, train_tokenizer
-from rlhfv_ray.model.language_pretrain import LanguagePretrainConfig, pretrain_language_model
-from rlhfv_ray.model.vision_pretrain import VisionPretrainConfig, pretrain_vision_tower
-from rlhfv_ray.world.grammar import world_texts
-from rlhfv_ray.world.spec import WorldParams
+from rlhfv_ray.scene_world.tiny_llava import TinyLlavaSpec, build_processor, build_tiny_llava, train_tokenizer
+from rlhfv_ray.scene_world.language_pretrain import LanguagePretrainConfig, pretrain_language_model
+from rlhfv_ray.scene_world.vision_pretrain import VisionPretrainConfig, pretrain_vision_tower
+from rlhfv_ray.scene_world.grammar import world_texts
+from rlhfv_ray.scene_world.spec import WorldParams
 
 
 class BuildModelSection(StrictModel):

@@ -23,10 +23,10 @@ from statistics import mean
 from typing import Sequence
 
 from rlhfv_ray.eval.stats import wilson_interval
-from rlhfv_ray.world.grammar import normalize_answer
-from rlhfv_ray.world.judge import judge_response
-from rlhfv_ray.world.scene import Scene
-from rlhfv_ray.world.spec import HALLUCINATION_TYPES, SCENE_TYPE_BY_NAME
+from rlhfv_ray.scene_world.grammar import normalize_answer
+from rlhfv_ray.scene_world.judge import judge_response
+from rlhfv_ray.scene_world.scene import Scene
+from rlhfv_ray.scene_world.spec import HALLUCINATION_TYPES, SCENE_TYPE_BY_NAME
 
 
 @dataclass(frozen=True)

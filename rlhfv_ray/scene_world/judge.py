@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rlhfv_ray.world.grammar import Claim
-from rlhfv_ray.world.parser import ParsedResponse, Sentence, parse_response
-from rlhfv_ray.world.scene import Scene
+from rlhfv_ray.scene_world.grammar import Claim
+from rlhfv_ray.scene_world.parser import ParsedResponse, Sentence, parse_response
+from rlhfv_ray.scene_world.scene import Scene
 
 
 def claim_errors(scene: Scene, claim: Claim) -> tuple[str, ...]:

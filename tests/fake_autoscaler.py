@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from rlhfv_ray.cluster.local import OBJECT_STORE_BYTES, LocalRayCluster
+from local_cluster import OBJECT_STORE_BYTES, LocalRayCluster
 
 FAKE_HEAD_TYPE = "ray.head.default"  # the fake provider's name for the head node type
 # What the fake provider needs beyond node types; the rest of a launcher config has no meaning
@@ -83,7 +83,7 @@ def start_fake_autoscaling_head(cluster: LocalRayCluster, cluster_config: dict, 
     """Start `cluster`'s head with an autoscaler over the fake provider; returns the config used.
     Worker nodes then appear and disappear on their own; `cluster.stop()` ends them too (they live
     in the head's temp dir)."""
-    from rlhfv_ray.cluster.local import free_port
+    from loadgen import free_port
 
     # The provider needs the GCS address up front, so the head's port is chosen here.
     port = free_port()

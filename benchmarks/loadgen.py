@@ -7,6 +7,7 @@ Needs `httpx` (the `dev` extra); the service itself does not.
 from __future__ import annotations
 
 import asyncio
+import socket
 import statistics
 import time
 from collections import Counter
@@ -137,3 +138,20 @@ def kill_replica(app: str, deployment: str) -> str:
     name = replica_actor_names(app, deployment)[0]
     ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
     return name
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free ports: every socket stays bound until all are picked, so the OS cannot hand
+    the same port out twice (independent picks did, and `ray start` refused the collision)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for sock in sockets:
+            sock.bind(("", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
