@@ -48,60 +48,72 @@ def _eval_json(config: DemoConfig, name: str) -> Path:
     return Path(config.out_dir) / "eval" / f"{name}.json"
 
 
-def _evaluate(config: DemoConfig, name: str, model_dir: str, stage) -> dict:
-    settings = {**config.benchmark.model_dump(), "world": config.world.model_dump()}
-    eval_config = EvaluateConfig(model=model_dir, out=str(_eval_json(config, name)), benchmark="scene",
-                                 settings=settings)
-    stage(f"evaluate_{name}", f"evaluate {name}", eval_config, Path(eval_config.out).parent / name,
-          lambda: evaluate_checkpoint(eval_config), upstream=[model_dir])
-    return json.loads(Path(eval_config.out).read_text())
+def _eval_config(config: DemoConfig, name: str, model_dir: str) -> EvaluateConfig:
+    settings = config.benchmark.model_copy(update={"world": config.world}).model_dump(mode="json")
+    return EvaluateConfig(model=model_dir, out=str(_eval_json(config, name)), benchmark="scene", settings=settings)
 
 
-def run_demo(config: DemoConfig) -> dict:
+def stage_configs(config: DemoConfig) -> dict:
+    """Every stage's job config, in order: the same configs a user gives the generic jobs."""
     out = Path(config.out_dir)
-    save_resolved_config(config, out)
-    stage_dirs: dict[str, Path] = {}
-    reused: list[str] = []
-
-    def stage(key: str, name: str, stage_config, out_dir, action, upstream=()) -> None:
-        stage_dirs[key] = Path(out_dir)
-        _, seconds = run_stage(name, stage_config, out_dir, action, config.reuse, upstream=upstream)
-        if seconds == 0.0:  # run_stage's answer for a reused stage
-            reused.append(key)
-
     build = BuildModelConfig.model_validate(
         {**config.model.model_dump(), "out": str(out / "init_model"), "world": config.world})
-    stage("build_model", "build-model", build, build.out, lambda: build_initial_model(build))
-
     data = SceneDataConfig.model_validate({**config.data.model_dump(), "out": str(out / "data"), "world": config.world})
-    stage("scene_data", "scene-data", data, data.out, lambda: write_scene_data(data))
     corpus = Path(data.out) / SFT_DIR
     sft = SFTConfig.model_validate({**config.sft.model_dump(), "data": str(corpus / CORPUS_FILE), "model": build.out,
                                     "out": str(out / "base_model"), "ray": config.ray})
-    stage("sft", "sft", sft, sft.out, lambda: run_sft(sft), upstream=[build.out, data.out])
-
-    results = {"base": _evaluate(config, "base", sft.out, stage)}
-
     feedback = FeedbackConfig.model_validate({**config.feedback.model_dump(), "model": sft.out,
                                               "prompts": str(Path(data.out) / PROMPTS_FILE),
                                               "out": str(out / "feedback"), "ray": config.ray})
-    stage("collect_feedback", "collect-feedback", feedback, feedback.out, lambda: collect_feedback(feedback),
-          upstream=[sft.out, data.out])
     shards = ShardConfig.model_validate({**config.shards.model_dump(), "input": [str(out / "feedback" / FEEDBACK_FILE)],
                                          "model": sft.out, "out": str(out / "shards"), "ray": config.ray})
-    stage("build_shards", "build-shards", shards, shards.out, lambda: build_shards(shards),
-          upstream=[feedback.out, sft.out])
+    configs = {"build_model": build, "scene_data": data, "sft": sft, "evaluate_base": _eval_config(config, "base", sft.out),
+               "collect_feedback": feedback, "build_shards": shards}
     # the same pairs, steps and hyper-parameters; vanilla DPO only sets gamma = 1 (paper Table 3)
     for name, gamma in (("ddpo", config.ddpo.ddpo.gamma), ("dpo", 1.0)):
         section = config.ddpo.model_dump()
         section["ddpo"]["gamma"] = gamma
         if section["rehearsal"]["weight"] > 0:  # the SFT corpus's questions keep short answers short
             section["rehearsal"]["data"] = [str(corpus / VQA_FILE)]
-        train = DDPOConfig.model_validate({**section, "model": sft.out, "shards": shards.out,
-                                           "out": str(out / f"{name}_model"), "ray": config.ray})
-        stage(f"train_{name}", f"train {name}", train, train.out, lambda: run_train(train),
+        configs[f"train_{name}"] = DDPOConfig.model_validate({**section, "model": sft.out, "shards": shards.out,
+                                                              "out": str(out / f"{name}_model"), "ray": config.ray})
+        configs[f"evaluate_{name}"] = _eval_config(config, name, configs[f"train_{name}"].out)
+    return configs
+
+
+def run_demo(config: DemoConfig) -> dict:
+    out = Path(config.out_dir)
+    save_resolved_config(config, out)
+    c = stage_configs(config)
+    stage_dirs: dict[str, Path] = {}
+    reused: list[str] = []
+
+    def stage(key: str, name: str, out_dir, action, upstream=()) -> None:
+        stage_dirs[key] = Path(out_dir)
+        _, seconds = run_stage(name, c[key], out_dir, action, config.reuse, upstream=upstream)
+        if seconds == 0.0:  # run_stage's answer for a reused stage
+            reused.append(key)
+
+    def evaluate(name: str) -> dict:
+        eval_config = c[f"evaluate_{name}"]
+        stage(f"evaluate_{name}", f"evaluate {name}", Path(eval_config.out).parent / name,
+              lambda: evaluate_checkpoint(eval_config), upstream=[eval_config.model])
+        return json.loads(Path(eval_config.out).read_text())
+
+    build, data, sft = c["build_model"], c["scene_data"], c["sft"]
+    stage("build_model", "build-model", build.out, lambda: build_initial_model(build))
+    stage("scene_data", "scene-data", data.out, lambda: write_scene_data(data))
+    stage("sft", "sft", sft.out, lambda: run_sft(sft), upstream=[build.out, data.out])
+    results = {"base": evaluate("base")}
+    feedback, shards = c["collect_feedback"], c["build_shards"]
+    stage("collect_feedback", "collect-feedback", feedback.out, lambda: collect_feedback(feedback),
+          upstream=[sft.out, data.out])
+    stage("build_shards", "build-shards", shards.out, lambda: build_shards(shards), upstream=[feedback.out, sft.out])
+    for name in ("ddpo", "dpo"):
+        train = c[f"train_{name}"]
+        stage(f"train_{name}", f"train {name}", train.out, lambda: run_train(train),
               upstream=[shards.out, sft.out, data.out])
-        results[name] = _evaluate(config, name, train.out, stage)
+        results[name] = evaluate(name)
     # rates differ by a few points between models, as much as one benchmark's sampling error: the
     # models answer the same scenes, so compare them scene by scene (eval/stats.py)
     paired = {f"{b} - {a}": compare_responses(_eval_json(config, a), _eval_json(config, b))
