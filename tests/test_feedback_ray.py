@@ -54,12 +54,14 @@ def test_exported_answers_and_merged_corrections_lose_nothing(ray_session, tiny_
     assert sorted(answers) == ["p0", "p1", "p2", "p3"]
     corrections = [{"id": "p0", "chosen": "A street scene."}, {"id": "p1", "chosen": answers["p1"]},
                    {"id": "nope", "chosen": "x"}]
-    (tmp_path / "corrections.jsonl").write_text("".join(json.dumps(c) + "\n" for c in corrections))
+    (tmp_path / "corrections.jsonl").write_text("".join(json.dumps(c) + "\n" for c in corrections) + "{oops\n")
     merged = merge_corrections(MergeConfig(answers=str(tmp_path / "fb" / AWAITING_FILE),
                                            corrections=str(tmp_path / "corrections.jsonl"), out=str(tmp_path / "merged")))
     assert merged == {"answers": 4, "pairs": 1 if answers["p0"] != "A street scene." else 0,
                       "correct": 2 if answers["p0"] == "A street scene." else 1, "still_awaiting": 2,
-                      "unmatched_corrections": 1}
+                      "unmatched_corrections": 1, "malformed_corrections": 1}
     assert len(pd.read_parquet(tmp_path / "merged" / STILL_AWAITING)) == 2
+    listed = [json.loads(line) for line in (tmp_path / "merged" / "unmatched_corrections.jsonl").read_text().splitlines()]
+    assert [u["reason"] for u in listed] == ["no_such_answer", "malformed_json_line"]
     pairs = pd.read_parquet(tmp_path / "merged" / FEEDBACK_FILE)
     assert [json.loads(t)["chosen"] for t in pairs["text"]] == ["A street scene."][:merged["pairs"]]

@@ -21,9 +21,9 @@ import pandas as pd
 from pydantic import Field
 
 from rlhfv_ray.config import StrictModel
-from rlhfv_ray.data.records import image_bytes
+from rlhfv_ray.data.records import checked_image_bytes
 from rlhfv_ray.data.sources import OK, Paths, RowError, account, parse_raw, read_rows, reject
-from rlhfv_ray.images import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
+from rlhfv_ray.images import DEFAULT_MAX_PIXELS, decode_image
 
 IMAGE_MARKER = "<image>"
 USER_ROLES = ("human", "user")
@@ -61,6 +61,15 @@ def _turn_list(value) -> list[dict]:
     return turns
 
 
+def first_question(value) -> str:
+    """The first user turn of a `conversations` list, image marker removed (a prompt set's rows
+    may end on it: nothing answered yet)."""
+    turns = _turn_list(value)
+    if turns[0]["from"] not in USER_ROLES:
+        raise RowError("bad_roles", f"the first turn is {turns[0]['from']!r}, not the user's")
+    return turns[0]["value"].replace(IMAGE_MARKER, "").strip()
+
+
 def parse_turns(value) -> list[tuple[str, str]]:
     """(user, assistant) pairs of a LLaVA `conversations` list; RowError names what is wrong."""
     turns = _turn_list(value)
@@ -91,11 +100,7 @@ def validate_conversation(row: dict, image_folder: str | None, max_pixels: int) 
     turns = parse_turns(row.get("conversations"))
     if row.get("image") is None:
         raise RowError("missing_image", "the row has no image")
-    data = image_bytes(row["image"], image_folder or row.get("base_dir"))
-    try:
-        decode_image(data, max_pixels=max_pixels)
-    except ImageDecodeError as error:
-        raise RowError(error.reason, str(error)) from None
+    data = checked_image_bytes(row["image"], image_folder or row.get("base_dir"), max_pixels)
     return ConversationRow("" if row.get("id") is None else str(row["id"]), data, turns)
 
 

@@ -25,10 +25,10 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from rlhfv_ray.config import StrictModel, save_resolved_config
-from rlhfv_ray.data.conversations import IMAGE_MARKER, parse_turns
-from rlhfv_ray.data.records import RLHFV_COLUMNS, image_bytes, make_record
+from rlhfv_ray.data.conversations import IMAGE_MARKER, first_question
+from rlhfv_ray.data.records import RLHFV_COLUMNS, checked_image_bytes, make_record
 from rlhfv_ray.data.sources import OK, Paths, RowError, account, expand_paths, parse_raw, read_rows, reject
-from rlhfv_ray.images import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
+from rlhfv_ray.images import DEFAULT_MAX_PIXELS, decode_image
 from rlhfv_ray.plugins import ANNOTATORS, resolve
 from rlhfv_ray.ray_runtime import RayConfig
 
@@ -68,24 +68,22 @@ def stable_idx(row_id) -> int:
 
 
 def prompt_of(row: dict) -> str:
-    """The question of a prompt-set row: `text.question` (RLHF-V) or the first user turn (LLaVA)."""
+    """The question of a prompt-set row: `text.question` (RLHF-V), the first user turn (LLaVA) or
+    `question`."""
     if row.get("text") is not None:
         text = row["text"]
-        payload = json.loads(text) if isinstance(text, (str, bytes)) else text
+        try:
+            payload = json.loads(text) if isinstance(text, (str, bytes)) else text
+        except json.JSONDecodeError as error:
+            raise RowError("malformed_text_json", f"text is not valid JSON: {error}") from None
         question = payload.get("question") if isinstance(payload, dict) else None
     elif row.get("conversations") is not None:
-        question = parse_turns(list(_with_placeholder_answers(row["conversations"])))[0][0]
+        question = first_question(row["conversations"])
     else:
         question = row.get("question")
     if not isinstance(question, str) or not question.strip():
         raise RowError("missing_question", "the row has no question (text.question or a first user turn)")
     return question.replace(IMAGE_MARKER, "").strip()
-
-
-def _with_placeholder_answers(conversations):
-    """A prompt set may end on the user turn (nothing answered yet): give it a placeholder answer."""
-    turns = json.loads(conversations) if isinstance(conversations, str) else [dict(t) for t in conversations]
-    return turns + [{"from": "gpt", "value": "-"}] if len(turns) % 2 else turns
 
 
 class PreparePrompts:
@@ -98,13 +96,8 @@ class PreparePrompts:
             raw = parse_raw(raw)
             row_id = raw.get("id") if raw.get("id") is not None else raw.get("idx")
             question = prompt_of(raw)
-            data = image_bytes(raw.get("image"), self.image_folder or raw.get("base_dir"))
-            try:
-                decode_image(data, max_pixels=self.max_pixels)
-            except ImageDecodeError as error:
-                raise RowError(error.reason, str(error)) from None
-        except (RowError, json.JSONDecodeError) as error:
-            error = error if isinstance(error, RowError) else RowError("malformed_text_json", str(error))
+            data = checked_image_bytes(raw.get("image"), self.image_folder or raw.get("base_dir"), self.max_pixels)
+        except RowError as error:
             return reject(row_id, error)
         meta = raw.get("meta")
         return {"status": OK, "message": "", "id": "" if row_id is None else str(row_id),

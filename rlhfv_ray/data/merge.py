@@ -4,7 +4,8 @@
 each with its `id` in `origin_split`). Corrections come as parquet / JSON / JSON Lines rows with the
 answer's `id` (or `idx`) and the corrected answer as `chosen` (or RLHF-V rows with `text.chosen`).
 Nothing is lost: every answer ends as a pair, as correct (the correction equals the answer), or
-still awaiting (written back out); a correction that matches no answer is counted and listed.
+still awaiting (written back out); a correction that matches no answer, or a line that is not
+JSON, is counted and listed with its reason.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pydantic import Field
 
 from rlhfv_ray.config import StrictModel
 from rlhfv_ray.data.feedback import FEEDBACK_FILE, write_rlhfv_parquet
-from rlhfv_ray.data.sources import Paths, expand_paths
+from rlhfv_ray.data.sources import Paths, read_local_rows
 
 STILL_AWAITING, UNMATCHED = "still_awaiting.parquet", "unmatched_corrections.jsonl"
 
@@ -26,18 +27,6 @@ class MergeConfig(StrictModel):
     answers: Paths = Field(min_length=1)  # awaiting.parquet of collect-feedback
     corrections: Paths = Field(min_length=1)
     out: str  # directory: feedback.parquet, still_awaiting.parquet, merge_stats.json
-
-
-def _read(paths: list[str]) -> pd.DataFrame:
-    frames = []
-    for path in expand_paths(paths):
-        if path.endswith(".parquet"):
-            frames.append(pd.read_parquet(path))
-        elif path.endswith(".json") and Path(path).read_text().lstrip().startswith("["):
-            frames.append(pd.DataFrame(json.loads(Path(path).read_text())))
-        else:
-            frames.append(pd.read_json(path, lines=True, dtype=False))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def _answer_id(record: dict) -> str:
@@ -54,8 +43,11 @@ def _correction(row: dict) -> tuple[str, str | None]:
 
 
 def merge_corrections(config: MergeConfig) -> dict:
-    answers = _read(config.answers).to_dict("records")
-    corrections = dict(_correction(r) for r in _read(config.corrections).to_dict("records"))
+    answers, answer_errors = read_local_rows(config.answers)
+    if answer_errors:
+        raise ValueError(f"{config.answers} is not collect-feedback output: {answer_errors[0]}")
+    correction_rows, malformed = read_local_rows(config.corrections)
+    corrections = dict(_correction(r) for r in correction_rows)
     pairs, still, correct = [], [], 0
     for record in answers:
         text = json.loads(record["text"])
@@ -71,9 +63,11 @@ def merge_corrections(config: MergeConfig) -> dict:
     columns = list(answers[0]) if answers else []
     write_rlhfv_parquet(pd.DataFrame(pairs, columns=columns), out / FEEDBACK_FILE)
     write_rlhfv_parquet(pd.DataFrame(still, columns=columns), out / STILL_AWAITING)
-    (out / UNMATCHED).write_text("".join(json.dumps({"id": k, "chosen": v}) + "\n" for k, v in corrections.items()))
+    unmatched = [{"id": k, "chosen": v, "reason": "no_such_answer"} for k, v in corrections.items()]
+    unmatched += [{"id": None, "chosen": None, "reason": e.reason, "message": str(e)} for e in malformed]
+    (out / UNMATCHED).write_text("".join(json.dumps(u) + "\n" for u in unmatched))
     stats = {"answers": len(answers), "pairs": len(pairs), "correct": correct, "still_awaiting": len(still),
-             "unmatched_corrections": len(corrections)}
+             "unmatched_corrections": len(corrections), "malformed_corrections": len(malformed)}
     (out / "merge_stats.json").write_text(json.dumps(stats, indent=2))
     print(f"merge-corrections: {stats}")
     return stats

@@ -104,14 +104,20 @@ def image_bytes(value, base_dir: str | None = None) -> bytes:
     raise RowError("missing_image", f"unsupported image value of type {type(value).__name__}")
 
 
-def validate_row(row: dict, max_pixels: int = DEFAULT_MAX_PIXELS, base_dir: str | None = None) -> PreferenceRow:
-    """A usable preference row, or RowError. The image is fully decoded here (then discarded), so
-    truncated or hostile bytes are rejected before they reach a batch."""
-    question, chosen, rejected = parse_text(row.get("text"))
-    data = image_bytes(row.get("image"), base_dir)
+def checked_image_bytes(value, base_dir: str | None, max_pixels: int) -> bytes:
+    """The bytes of an `image` value (see `image_bytes`), fully decoded once here (then discarded),
+    so truncated or hostile bytes are rejected with their reason before they reach a batch."""
+    data = image_bytes(value, base_dir)
     try:
         decode_image(data, max_pixels=max_pixels)
     except ImageDecodeError as error:
         raise RowError(error.reason, str(error)) from None
+    return data
+
+
+def validate_row(row: dict, max_pixels: int = DEFAULT_MAX_PIXELS, base_dir: str | None = None) -> PreferenceRow:
+    """A usable preference row, or RowError."""
+    question, chosen, rejected = parse_text(row.get("text"))
+    data = checked_image_bytes(row.get("image"), base_dir, max_pixels)
     idx = row.get("idx")
     return PreferenceRow(int(idx) if idx is not None else -1, data, question, chosen, rejected)

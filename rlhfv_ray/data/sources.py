@@ -109,6 +109,28 @@ def read_rows(paths: list[str], parquet_columns: list[str]):
     return parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
 
 
+def read_local_rows(paths: list[str]) -> tuple[list[dict], list[RowError]]:
+    """(rows, errors) of small inputs read in this process, without Ray: the same formats and JSON
+    parsing as `read_rows`, one RowError per row that is not a JSON object."""
+    import pyarrow.fs
+    import pyarrow.parquet as pq
+
+    rows, errors = [], []
+    for path in expand_paths(list(paths)):
+        if not _is_json(path):
+            rows += pq.read_table(path).to_pylist()
+            continue
+        filesystem, inner = pyarrow.fs.FileSystem.from_uri(path if "://" in path else Path(path).as_uri())
+        with filesystem.open_input_stream(inner) as stream:
+            raw_rows = _json_file_rows({"path": path, "bytes": stream.read()})
+        for raw in raw_rows:
+            try:
+                rows.append(parse_raw(raw))
+            except RowError as error:
+                errors.append(error)
+    return rows, errors
+
+
 def parse_raw(raw: dict) -> dict:
     """The row as a dict: a parquet row as it is, a JSON row parsed (RowError if it is not an object)."""
     if raw.get("file_error"):
