@@ -75,7 +75,7 @@ def _json_file_rows(item: dict) -> list[dict]:
 
         data = gzip.decompress(data)
     text = data.decode("utf-8", errors="replace")
-    base = {"base_dir": _parent(path), "source": path}
+    base = {"base_dir": _parent(path)}
     if text.lstrip().startswith("["):
         try:
             items = json.loads(text)
