@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from PIL import Image
 from pydantic import Field
 
 from rlhfv_ray.config import StrictModel
-from rlhfv_ray.data.records import checked_image_bytes
+from rlhfv_ray.data.records import checked_image
 from rlhfv_ray.data.sources import OK, Paths, RowError, account, parse_raw, read_rows, reject
-from rlhfv_ray.images import DEFAULT_MAX_PIXELS, decode_image
+from rlhfv_ray.images import DEFAULT_MAX_PIXELS
 
 IMAGE_MARKER = "<image>"
 USER_ROLES = ("human", "user")
@@ -39,11 +40,16 @@ class ConversationData(StrictModel):
     max_tokens: int = Field(1024, gt=0)  # a longer conversation (image tokens included) is rejected
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0)
 
+    def conversation_data(self) -> "ConversationData":
+        """These fields alone, from a config that extends them (SFT's, rehearsal's)."""
+        return ConversationData.model_validate(self.model_dump(include=set(ConversationData.model_fields)))
+
 
 @dataclass(frozen=True)
 class ConversationRow:
     id: str
     image_png: bytes
+    image: Image.Image  # decoded from image_png by validation
     turns: list[tuple[str, str]]  # (user text, assistant text), image marker removed
 
 
@@ -100,8 +106,8 @@ def validate_conversation(row: dict, image_folder: str | None, max_pixels: int) 
     turns = parse_turns(row.get("conversations"))
     if row.get("image") is None:
         raise RowError("missing_image", "the row has no image")
-    data = checked_image_bytes(row["image"], image_folder or row.get("base_dir"), max_pixels)
-    return ConversationRow("" if row.get("id") is None else str(row["id"]), data, turns)
+    data, image = checked_image(row["image"], image_folder or row.get("base_dir"), max_pixels)
+    return ConversationRow("" if row.get("id") is None else str(row["id"]), data, image, turns)
 
 
 class PrepareConversations:
@@ -120,8 +126,7 @@ class PrepareConversations:
             raw = parse_raw(raw)
             row_id = raw.get("id")
             row = validate_conversation(raw, self.data.image_folder, self.data.max_pixels)
-            image = decode_image(row.image_png, self.data.max_pixels)
-            [(input_ids, labels)] = encode_conversations(self.processor, [image], [row.turns])
+            [(input_ids, labels)] = encode_conversations(self.processor, [row.image], [row.turns])
             if len(input_ids) > self.data.max_tokens:
                 raise RowError("too_long", f"{len(input_ids)} tokens (image included); max_tokens is "
                                            f"{self.data.max_tokens}")

@@ -26,7 +26,7 @@ from pydantic import Field, model_validator
 
 from rlhfv_ray.config import StrictModel, save_resolved_config
 from rlhfv_ray.data.conversations import IMAGE_MARKER, first_question
-from rlhfv_ray.data.records import RLHFV_COLUMNS, checked_image_bytes, make_record
+from rlhfv_ray.data.records import RLHFV_COLUMNS, checked_image, make_record
 from rlhfv_ray.data.sources import OK, Paths, RowError, account, expand_paths, parse_raw, read_rows, reject
 from rlhfv_ray.images import DEFAULT_MAX_PIXELS, decode_image
 from rlhfv_ray.plugins import ANNOTATORS, resolve
@@ -96,7 +96,7 @@ class PreparePrompts:
             raw = parse_raw(raw)
             row_id = raw.get("id") if raw.get("id") is not None else raw.get("idx")
             question = prompt_of(raw)
-            data = checked_image_bytes(raw.get("image"), self.image_folder or raw.get("base_dir"), self.max_pixels)
+            data, _ = checked_image(raw.get("image"), self.image_folder or raw.get("base_dir"), self.max_pixels)
         except RowError as error:
             return reject(row_id, error)
         meta = raw.get("meta")

@@ -24,7 +24,7 @@ from rlhfv_ray.data.align import align_segments
 from rlhfv_ray.data.records import validate_row
 from rlhfv_ray.data.sources import OK, Paths, RowError, account, expand_paths, parse_raw, read_rows, reject
 from rlhfv_ray.data.shards import MANIFEST_NAME, REJECTS_NAME, SCHEMA_VERSION, SHARDS_SUBDIR
-from rlhfv_ray.images import DEFAULT_MAX_PIXELS, decode_image
+from rlhfv_ray.images import DEFAULT_MAX_PIXELS
 from rlhfv_ray.model.encoding import encode_answers, encode_prompts
 from rlhfv_ray.model.io import fingerprint, load_model_and_processor, load_processor
 from rlhfv_ray.model.pair_forward import answer_values, pair_batch, pair_token_logps
@@ -73,7 +73,7 @@ class PrepareRows:
             longest = max(len(chosen_ids), len(rejected_ids))
             if longest > self.max_answer_tokens:
                 raise RowError("too_long", f"answer has {longest} tokens; max_answer_tokens is {self.max_answer_tokens}")
-            [prompt_ids] = encode_prompts(self.processor, [decode_image(row.image_png, self.max_pixels)], [row.question])
+            [prompt_ids] = encode_prompts(self.processor, [row.image], [row.question])
         except RowError as error:
             return {**reject(idx, error), "idx": -1 if idx is None else int(idx)}
         alignment = align_segments(rejected_ids, chosen_ids, self.min_match, self.weight_insertions)

@@ -15,6 +15,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image
+
 from rlhfv_ray.data.sources import RowError
 from rlhfv_ray.images import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 
@@ -41,6 +43,7 @@ class PreferenceRow:
     question: str
     chosen: str
     rejected: str
+    image: Image.Image | None = None  # decoded from image_png by validation, for the processor
 
 
 def parse_text(text) -> tuple[str, str, str]:
@@ -104,20 +107,19 @@ def image_bytes(value, base_dir: str | None = None) -> bytes:
     raise RowError("missing_image", f"unsupported image value of type {type(value).__name__}")
 
 
-def checked_image_bytes(value, base_dir: str | None, max_pixels: int) -> bytes:
-    """The bytes of an `image` value (see `image_bytes`), fully decoded once here (then discarded),
-    so truncated or hostile bytes are rejected with their reason before they reach a batch."""
+def checked_image(value, base_dir: str | None, max_pixels: int) -> tuple[bytes, Image.Image]:
+    """(bytes, decoded image) of an `image` value (see `image_bytes`), fully decoded here, so
+    truncated or hostile bytes are rejected with their reason before they reach a batch."""
     data = image_bytes(value, base_dir)
     try:
-        decode_image(data, max_pixels=max_pixels)
+        return data, decode_image(data, max_pixels=max_pixels)
     except ImageDecodeError as error:
         raise RowError(error.reason, str(error)) from None
-    return data
 
 
 def validate_row(row: dict, max_pixels: int = DEFAULT_MAX_PIXELS, base_dir: str | None = None) -> PreferenceRow:
     """A usable preference row, or RowError."""
     question, chosen, rejected = parse_text(row.get("text"))
-    data = checked_image_bytes(row.get("image"), base_dir, max_pixels)
+    data, image = checked_image(row.get("image"), base_dir, max_pixels)
     idx = row.get("idx")
-    return PreferenceRow(int(idx) if idx is not None else -1, data, question, chosen, rejected)
+    return PreferenceRow(int(idx) if idx is not None else -1, data, question, chosen, rejected, image)

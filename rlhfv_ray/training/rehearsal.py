@@ -39,9 +39,6 @@ class RehearsalConfig(ConversationData):
     def enabled(self) -> bool:
         return self.weight > 0
 
-    def conversation_data(self) -> ConversationData:
-        return ConversationData.model_validate(self.model_dump(include=set(ConversationData.model_fields)))
-
 
 def load_pool(shard) -> list[dict]:
     """The whole rehearsal dataset from a worker's (unsplit) dataset shard, in a fixed order."""

@@ -74,7 +74,6 @@ def run_sft(config: SFTConfig) -> Path:
 
     expand_paths(config.data)  # a missing input is said before Ray starts
     out = start_run(config, config.out)
-    dataset, _ = prepare_conversations(ConversationData.model_validate(config.model_dump(include=set(
-        ConversationData.model_fields))), config.model, out, "sft")
+    dataset, _ = prepare_conversations(config.conversation_data(), config.model, out, "sft")
     fit_and_export(sft_worker, config, {"train": dataset}, out, default_name="sft")
     return out
