@@ -131,9 +131,9 @@ def measure_alignment(model: Path, records: list[dict], repeats: int) -> dict:
     from rlhfv_ray.model.encoding import encode_answers
     from rlhfv_ray.model.io import load_processor
 
-    tokenizer = load_processor(model).tokenizer
+    processor = load_processor(model)
     texts = [json.loads(r["text"]) for r in records]
-    pairs = [encode_answers(tokenizer, [t["chosen"], t["rejected"]]) for t in texts]
+    pairs = [encode_answers(processor, [t["question"]] * 2, [t["chosen"], t["rejected"]]) for t in texts]
     rates, segments = [], []
     for _ in range(repeats):
         started = time.perf_counter()

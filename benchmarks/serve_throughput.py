@@ -47,13 +47,11 @@ def plain_loop(model_path: str, payload, requests: int, threads: int, device: st
     from PIL import Image
 
     from rlhfv_ray.model.generate import GenerationSettings, generate
-    from rlhfv_ray.model.io import load_model, load_processor
+    from rlhfv_ray.model.compute import ComputeSettings, load_for_inference
     from rlhfv_ray.scene_world.grammar import DESCRIPTION_PROMPTS
-    from serve_app.engine import pick_dtype
 
     torch.set_num_threads(threads)
-    model = load_model(model_path, pick_dtype("auto", device), device).eval()
-    processor = load_processor(model_path)
+    model, processor = load_for_inference(model_path, ComputeSettings(device=device))
     latencies, tokens = [], []
     started = time.perf_counter()
     for i in range(requests):

@@ -15,12 +15,12 @@ import time
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Iterator, Sequence
 
-import torch
 from PIL import Image
 
 from rlhfv_ray.images import ImageDecodeError, decode_image
+from rlhfv_ray.model.encoding import TemplateError, render_messages
 from rlhfv_ray.model.generate import GenerationSettings
-from rlhfv_ray.model.io import load_model, load_processor
+from rlhfv_ray.model.compute import ComputeSettings, load_for_inference
 from rlhfv_ray.model.streaming import batch_inputs, stream_generate
 from serve_app.config import Limits
 
@@ -68,26 +68,12 @@ async def final_chunk(chunks: AsyncIterator[Chunk]) -> Chunk:
     raise RuntimeError("generation ended without a final chunk")
 
 
-def pick_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def pick_dtype(dtype: str, device: str) -> torch.dtype:
-    if dtype == "auto":
-        return torch.float16 if device.startswith("cuda") else torch.float32
-    return getattr(torch, dtype)
-
-
 class Engine:
     """One loaded checkpoint. Not thread-safe: one batch at a time (the deployment's
     `@serve.batch` runs one batch at a time per replica)."""
 
     def __init__(self, model_path: str, limits: Limits = Limits(), device: str = "auto", dtype: str = "auto"):
-        device = pick_device(device)
-        self.model = load_model(model_path, pick_dtype(dtype, device), device).eval()
-        self.processor = load_processor(model_path)
+        self.model, self.processor = load_for_inference(model_path, ComputeSettings(device=device, dtype=dtype))
         self.limits = limits
         tokenizer = self.processor.tokenizer
         self.image_token = getattr(self.processor, "image_token", None) or "<image>"
@@ -115,11 +101,31 @@ class Engine:
                 found = next((token for token in self.reserved if token in text), None)
                 if found:
                     return JobError(400, "reserved_token", f"text contains the reserved token {found!r}")
-        prompt = self.processor.apply_chat_template(list(job.messages), add_generation_prompt=True)
-        if prompt.count(self.image_token) != len(images):
-            return JobError(400, "image_count_mismatch",
-                            f"{len(images)} images for {prompt.count(self.image_token)} image parts", "messages")
-        return images, prompt
+        parts = sum(part.get("type") == "image" for message in job.messages for part in message["content"])
+        if parts != len(images):
+            return JobError(400, "image_count_mismatch", f"{len(images)} images for {parts} image parts", "messages")
+        try:
+            return images, render_messages(self.processor, job.messages)
+        except TemplateError as error:
+            return JobError(400, "unsupported_messages", str(error), "messages")
+
+    def _inputs(self, checked: list, accepted: list[int]):
+        """Model inputs of the accepted jobs. If the processor fails on the batch, each job is tried
+        alone, so only the jobs it fails on get an error (in `checked`) and are dropped."""
+        try:
+            return batch_inputs(self.processor, [checked[i][0] for i in accepted], [checked[i][1] for i in accepted])
+        except Exception:  # noqa: BLE001 - which job caused it is found below
+            pass
+        for i in accepted:
+            try:
+                batch_inputs(self.processor, [checked[i][0]], [checked[i][1]])
+            except Exception as error:  # noqa: BLE001 - the job's own inputs: its error, not the batch's
+                checked[i] = JobError(422, "unprocessable_input", f"the model's processor refused it: {error}")
+        kept = [i for i in accepted if not isinstance(checked[i], JobError)]
+        accepted[:] = kept
+        if not kept:
+            return None
+        return batch_inputs(self.processor, [checked[i][0] for i in kept], [checked[i][1] for i in kept])
 
     def run(self, jobs: Sequence[GenerationJob]) -> Iterator[list[Chunk | None]]:
         """Lists with an item per job: a Chunk, or None once the job has ended (its final or error
@@ -131,7 +137,8 @@ class Engine:
         accepted = [i for i, c in enumerate(checked) if not isinstance(c, JobError)]
         inputs = None
         if accepted:
-            inputs = batch_inputs(self.processor, [checked[i][0] for i in accepted], [checked[i][1] for i in accepted])
+            inputs = self._inputs(checked, accepted)
+        if inputs is not None:
             too_long = self._too_long(inputs, [jobs[i] for i in accepted])
             if too_long:
                 for row, message in too_long.items():

@@ -62,6 +62,21 @@ def tiny_model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def family_checkpoint(tmp_path_factory):
+    """family name -> a tiny random checkpoint of that family (`vlm_families.py`), built once."""
+    from vlm_families import build_family
+
+    built: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in built:
+            built[name] = build_family(name, tmp_path_factory.mktemp(name))
+        return built[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
 def tiny_scene_data(tmp_path_factory):
     """The scene world's data files, small: SFT corpus of 40 scenes (sft/corpus.parquet,
     sft/vqa.parquet, one question each) and a prompt set of 6 feedback scenes."""

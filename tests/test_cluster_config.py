@@ -105,6 +105,8 @@ def test_setup_installs_the_project_with_cuda_torch(cluster):
 @pytest.mark.parametrize("config_class, name, paths", [
     (SFTConfig, "sft_a100.yaml", ("model", "out")),
     (DDPOConfig, "train_a100.yaml", ("model", "shards", "out")),
+    (DDPOConfig, "train_llava15_7b_a100x8.yaml", ("model", "shards", "out")),
+    (DDPOConfig, "train_qwen25vl_7b_lora_1gpu.yaml", ("model", "shards", "out")),
 ])
 def test_cluster_training_configs_fit_the_a100_nodes(cluster, config_class, name, paths):
     """configs/cluster/{sft,train}_a100.yaml load as their job's config and their scale fits cluster.yaml."""
@@ -165,3 +167,17 @@ def test_free_ports_are_distinct_and_bindable():
     assert len(set(ports)) == 40
     with socket.socket() as sock:
         sock.bind(("", ports[0]))  # released again once picked
+
+
+@pytest.mark.parametrize("name, parameters, trained, lora", [
+    ("train_llava15_7b_a100x8.yaml", 7.06e9, 6.76e9, False),  # LLaVA-1.5-7B, CLIP tower frozen
+    ("train_qwen25vl_7b_lora_1gpu.yaml", 8.29e9, 40.4e6, True),  # Qwen2.5-VL-7B, rank-16 adapters
+])
+def test_the_7b_configs_fit_an_a100_with_room_for_activations(name, parameters, trained, lora):
+    from rlhfv_ray.training.memory import estimate_gib
+
+    config = load_config(DDPOConfig, str(ROOT / "configs/cluster" / name), [])
+    assert (config.lora is not None) == lora and config.gradient_checkpointing
+    state = estimate_gib(parameters, trained, config.scaling.num_workers, config.deepspeed.zero_stage, bf16=True)
+    assert state["total"] < 20  # of an A100's 80 GiB: the rest is for activations
+    assert f"= {state['total']:.1f} GiB" in (ROOT / "configs/cluster" / name).read_text()  # the comment is true

@@ -3,7 +3,8 @@
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor, LlavaForConditionalGeneration
 
-from rlhfv_ray.model.encoding import build_lm_batch, encode_answers, encode_prompts, pixel_values, user_prompt
+from rlhfv_ray.model.encoding import build_lm_batch, encode_answers, encode_prompts, user_prompt
+from rlhfv_ray.scene_world.tiny_llava import pixel_values
 from rlhfv_ray.model.generate import GenerationSettings, generate
 from rlhfv_ray.model.io import fingerprint
 from rlhfv_ray.model.logprobs import forward_token_logps
@@ -47,7 +48,7 @@ def test_teacher_forced_logps_match_generation_scores(tiny_model_dir):
     assert gen.completion_tokens <= 5
     # The answer tokenized on its own reproduces what generation emitted after the prompt.
     prompt_ids = encode_prompts(processor, [image], ["Describe the image."])
-    answer_ids = encode_answers(processor.tokenizer, ["two red cars"])
+    answer_ids = encode_answers(processor, ["Describe the image."], ["two red cars"])
     batch = build_lm_batch(prompt_ids, answer_ids, processor.tokenizer.pad_token_id)
     batch["pixel_values"] = pixel_values(processor, [image])
     with torch.no_grad():
@@ -70,7 +71,7 @@ def test_fingerprint_changes_with_weights(tiny_model_dir, tmp_path):
 def test_shared_prompt_forward_equals_two_full_forwards(tiny_model_dir):
     """Chosen and rejected run on one prompt cache: the same log-probs, masks and gradients as two
     full sequences, with prompts and answers of different lengths in one batch."""
-    from rlhfv_ray.model.pair_forward import pair_batch, pair_token_logps, pair_token_logps_unshared
+    from rlhfv_ray.model.pair_forward import pair_batch, pair_token_logps_plain, pair_token_logps_shared
     from rlhfv_ray.scene_world.grammar import DESCRIPTION_PROMPTS
     from rlhfv_ray.scene_world.render import image_to_png_bytes
 
@@ -79,14 +80,15 @@ def test_shared_prompt_forward_equals_two_full_forwards(tiny_model_dir):
     scenes = [sample_scene(i) for i in range(3)]
     images = [render_scene(s) for s in scenes]
     short, long = "One red car is at the top left.", "One red car is at the top left. Two blue cups are at the top right."
-    rows = {"prompt_ids": encode_prompts(processor, images, [DESCRIPTION_PROMPTS[i] for i in (0, 1, 3)]),
-            "chosen_ids": encode_answers(processor.tokenizer, [short, long, short]),
-            "rejected_ids": encode_answers(processor.tokenizer, [long, short.replace("red", "blue"), "No."]),
+    questions = [DESCRIPTION_PROMPTS[i] for i in (0, 1, 3)]
+    rows = {"prompt_ids": encode_prompts(processor, images, questions), "question": questions,
+            "chosen_ids": encode_answers(processor, questions, [short, long, short]),
+            "rejected_ids": encode_answers(processor, questions, [long, short.replace("red", "blue"), "No."]),
             "image": [image_to_png_bytes(im) for im in images]}
     assert len({len(p) for p in rows["prompt_ids"]}) == 3
     batch = pair_batch(rows, processor)
     results = []
-    for forward in (pair_token_logps_unshared, pair_token_logps):
+    for forward in (pair_token_logps_plain, pair_token_logps_shared):
         model.zero_grad()
         logps, chosen_mask, rejected_mask = forward(model, batch)
         (logps.chosen.sum() - 0.5 * logps.rejected.sum()).backward()
@@ -98,3 +100,43 @@ def test_shared_prompt_forward_equals_two_full_forwards(tiny_model_dir):
     assert torch.allclose(shared.chosen, full.chosen, atol=1e-5)
     assert torch.allclose(shared.rejected, full.rejected, atol=1e-5)
     assert torch.allclose(grads, full_grads, atol=1e-4, rtol=1e-4)
+
+
+def test_large_checkpoints_are_fingerprinted_by_header_and_every_tensor(tmp_path, monkeypatch):
+    """Over the size limit, a safetensors file is hashed by its header and each tensor's first
+    bytes: a change to any tensor's values is caught, a copy is not a change."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from rlhfv_ray.model import io
+
+    monkeypatch.setattr(io, "_FULL_HASH_BYTES", 0)  # every file counts as large
+    tensors = {"a.weight": torch.zeros(4096), "b.weight": torch.ones(8, 512)}
+    (tmp_path / "m").mkdir()
+    save_file(tensors, tmp_path / "m" / "model.safetensors")
+    before = fingerprint(tmp_path / "m")
+    shutil.copytree(tmp_path / "m", tmp_path / "copy")
+    assert fingerprint(tmp_path / "copy") == before
+    tensors["b.weight"][0, 0] = 2.0
+    save_file(tensors, tmp_path / "m" / "model.safetensors")
+    assert fingerprint(tmp_path / "m")["model"] != before["model"]
+
+
+def test_an_adapters_fingerprint_covers_its_base(tiny_model_dir, tmp_path):
+    import json
+    import shutil
+
+    from rlhfv_ray.training.lora import LoraSettings, apply_lora
+
+    shutil.copytree(tiny_model_dir, tmp_path / "base")
+    apply_lora(AutoModelForImageTextToText.from_pretrained(tmp_path / "base"), LoraSettings(r=2)).save_pretrained(
+        tmp_path / "adapter")
+    assert json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"] \
+        == str(tmp_path / "base")
+    before = fingerprint(tmp_path / "adapter")
+    model = AutoModelForImageTextToText.from_pretrained(tmp_path / "base")
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    model.save_pretrained(tmp_path / "base")  # the base changes under the same adapter
+    assert fingerprint(tmp_path / "adapter")["model"] != before["model"]

@@ -94,7 +94,7 @@ def test_row_decoder_emits_deltas_that_add_up_to_the_text(loaded):
     tokenizer = processor.tokenizer
     text = "A street scene. Two red cars are at the top left. Un café."  # "é": two byte-level tokens
     ids = tokenizer(" " + text, add_special_tokens=False)["input_ids"]
-    decoder = _RowDecoder(tokenizer, max_new_tokens=100, prompt_tokens=7)
+    decoder = _RowDecoder(tokenizer, max_new_tokens=100, prompt_tokens=7, stop_ids=[tokenizer.eos_token_id])
     steps = [decoder.step(i) for i in ids + [tokenizer.eos_token_id]]
     assert decoder.step(tokenizer.pad_token_id) is None  # after its end a row yields nothing
     assert "".join(s.text for s in steps) == text

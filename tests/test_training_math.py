@@ -40,3 +40,17 @@ def test_lm_batch_masks_the_prompt_and_pads_right():
     assert batch["labels"].tolist() == [[IGNORE_INDEX, IGNORE_INDEX, 8, 2], [IGNORE_INDEX, 9, 10, 2]]
     batch = build_lm_batch([[5]], [[8]], pad_token_id=0)
     assert batch["attention_mask"].tolist() == [[1, 1]]
+
+
+def test_model_state_estimate_by_hand():
+    from rlhfv_ray.training.memory import GIB, estimate_gib
+
+    p = GIB  # 2^30 parameters: the figures read in bytes per parameter
+    # fp32, no ZeRO: weights 4 + grads 4 + moments 8 (the weights are the optimizer's own)
+    assert estimate_gib(p, p, 2, 0, bf16=False) == {"weights": 4, "grads": 4, "optimizer": 8, "total": 16}
+    # ZeRO-2 over 2 workers: weights 4, grads 4/2, master copy + moments 12/2
+    assert estimate_gib(p, p, 2, 2, bf16=False)["total"] == 4 + 2 + 6
+    # ZeRO-3 over 8 GPUs in bf16: (2 + 2 + 12) / 8
+    assert estimate_gib(p, p, 8, 3, bf16=True)["total"] == 2
+    # LoRA on one GPU in bf16: frozen weights 2; 1% trainable with grads 2 and master + moments 12
+    assert estimate_gib(p, p / 100, 1, 0, bf16=True)["total"] == pytest.approx(2 + 14 / 100)

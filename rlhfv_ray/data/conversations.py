@@ -29,7 +29,7 @@ from rlhfv_ray.images import DEFAULT_MAX_PIXELS
 IMAGE_MARKER = "<image>"
 USER_ROLES = ("human", "user")
 ASSISTANT_ROLES = ("gpt", "assistant")
-SFT_COLUMNS = ["id", "image", "input_ids", "labels"]
+SFT_COLUMNS = ["id", "image", "question", "input_ids", "labels"]  # question: the first, shown with the image
 
 
 class ConversationData(StrictModel):
@@ -119,21 +119,24 @@ class PrepareConversations:
         self.processor, self.data = load_processor(model_path), data
 
     def prepare(self, raw: dict) -> dict:
-        from rlhfv_ray.model.encoding import encode_conversations
+        from rlhfv_ray.model.encoding import TemplateError, encode_conversations
 
         row_id = raw.get("id")
         try:
             raw = parse_raw(raw)
             row_id = raw.get("id")
             row = validate_conversation(raw, self.data.image_folder, self.data.max_pixels)
-            [(input_ids, labels)] = encode_conversations(self.processor, [row.image], [row.turns])
+            try:
+                [(input_ids, labels)] = encode_conversations(self.processor, [row.image], [row.turns])
+            except TemplateError as error:
+                raise RowError("template_mismatch", str(error)) from error
             if len(input_ids) > self.data.max_tokens:
                 raise RowError("too_long", f"{len(input_ids)} tokens (image included); max_tokens is "
                                            f"{self.data.max_tokens}")
         except RowError as error:
             return reject(row_id, error)
-        return {"status": OK, "message": "", "id": row.id, "image": row.image_png, "input_ids": input_ids,
-                "labels": labels}
+        return {"status": OK, "message": "", "id": row.id, "image": row.image_png, "question": row.turns[0][0],
+                "input_ids": input_ids, "labels": labels}
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         out = [self.prepare(raw) for raw in batch.to_dict("records")]

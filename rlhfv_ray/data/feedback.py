@@ -29,6 +29,7 @@ from rlhfv_ray.data.conversations import IMAGE_MARKER, first_question
 from rlhfv_ray.data.records import RLHFV_COLUMNS, checked_image, make_record
 from rlhfv_ray.data.sources import OK, Paths, RowError, account, expand_paths, parse_raw, read_rows, reject
 from rlhfv_ray.images import DEFAULT_MAX_PIXELS, decode_image
+from rlhfv_ray.model.compute import ComputeSettings
 from rlhfv_ray.plugins import ANNOTATORS, resolve
 from rlhfv_ray.ray_runtime import RayConfig
 
@@ -44,6 +45,7 @@ class FeedbackSection(StrictModel):
     batch_size: int = Field(64, gt=0)
     actors: int = Field(1, ge=1)
     max_new_tokens: int = Field(96, gt=0)
+    compute: ComputeSettings = ComputeSettings()  # device, dtype and GPUs of each generation actor
 
     @model_validator(mode="after")
     def _annotator_valid(self) -> "FeedbackSection":
@@ -112,12 +114,12 @@ class PreparePrompts:
 class GenerateAndAnnotate:
     """Actor: answer the batch's prompts with the model, then hand the answers to the annotator."""
 
-    def __init__(self, model_path: str, max_new_tokens: int, annotator: str, annotator_settings: dict):
+    def __init__(self, model_path: str, max_new_tokens: int, annotator: str, annotator_settings: dict,
+                 compute: ComputeSettings):
+        from rlhfv_ray.model.compute import load_for_inference
         from rlhfv_ray.model.generate import GenerationSettings
-        from rlhfv_ray.model.io import load_model_and_processor
 
-        self.model, self.processor = load_model_and_processor(model_path)
-        self.model.eval()
+        self.model, self.processor = load_for_inference(model_path, compute)
         self.settings = GenerationSettings(max_new_tokens=max_new_tokens)
         self.annotator = make_annotator(annotator, annotator_settings)
         self.model_name = Path(model_path).name
@@ -203,8 +205,10 @@ def collect_feedback(config: FeedbackConfig) -> dict:
         frame = good.map_batches(
             GenerateAndAnnotate,
             fn_constructor_kwargs={"model_path": config.model, "max_new_tokens": config.max_new_tokens,
-                                   "annotator": config.annotator, "annotator_settings": config.annotator_settings},
+                                   "annotator": config.annotator, "annotator_settings": config.annotator_settings,
+                                   "compute": config.compute},
             batch_size=config.batch_size, compute=ray.data.ActorPoolStrategy(size=config.actors),
+            num_gpus=config.compute.num_gpus,
             batch_format="pandas").to_pandas()
     stats = {"prompts": counts, **(feedback_stats(frame) if len(frame) else {"responses": 0, "pairs": 0})}
     empty = pd.DataFrame(columns=["id", "idx", "image", "question", "answer", "chosen", "types", "model", "meta"])

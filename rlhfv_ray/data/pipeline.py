@@ -12,6 +12,7 @@ Nothing is dropped silently: `read = sharded + rejected` holds by construction a
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -25,10 +26,14 @@ from rlhfv_ray.data.records import validate_row
 from rlhfv_ray.data.sources import OK, Paths, RowError, account, expand_paths, parse_raw, read_rows, reject
 from rlhfv_ray.data.shards import MANIFEST_NAME, REJECTS_NAME, SCHEMA_VERSION, SHARDS_SUBDIR
 from rlhfv_ray.images import DEFAULT_MAX_PIXELS
-from rlhfv_ray.model.encoding import encode_answers, encode_prompts
-from rlhfv_ray.model.io import fingerprint, load_model_and_processor, load_processor
+from rlhfv_ray.model.encoding import TemplateError, encode_answers, encode_prompts
+from rlhfv_ray.model.families import describe_pair_forward
+from rlhfv_ray.model.compute import ComputeSettings, load_for_inference
+from rlhfv_ray.model.io import fingerprint, load_processor
 from rlhfv_ray.model.pair_forward import answer_values, pair_batch, pair_token_logps
 from rlhfv_ray.ray_runtime import RayConfig
+
+log = logging.getLogger(__name__)
 
 SHARD_COLUMNS = ["idx", "image", "question", "chosen", "rejected", "prompt_ids", "chosen_ids", "rejected_ids",
                  "chosen_corrected", "rejected_corrected", "n_segments"]
@@ -42,6 +47,7 @@ class ShardSection(StrictModel):
     weight_insertions: bool = False  # also weight pure insertions/deletions (the reference code does not)
     reference_actors: int = Field(1, ge=1)
     reference_batch_size: int = Field(32, gt=0)
+    compute: ComputeSettings = ComputeSettings()  # device, dtype and GPUs of each reference actor
 
 
 class ShardConfig(ShardSection):
@@ -68,8 +74,11 @@ class PrepareRows:
             if raw.get("text") is None and "question" in raw:
                 raw["text"] = json.dumps({k: raw.get(k) for k in ("question", "chosen", "rejected")})
             row = validate_row(raw, self.max_pixels, raw.get("base_dir"))
-            tokenizer = self.processor.tokenizer
-            chosen_ids, rejected_ids = encode_answers(tokenizer, [row.chosen, row.rejected])
+            try:
+                chosen_ids, rejected_ids = encode_answers(self.processor, [row.question] * 2,
+                                                          [row.chosen, row.rejected])
+            except TemplateError as error:
+                raise RowError("template_mismatch", str(error)) from error
             longest = max(len(chosen_ids), len(rejected_ids))
             if longest > self.max_answer_tokens:
                 raise RowError("too_long", f"answer has {longest} tokens; max_answer_tokens is {self.max_answer_tokens}")
@@ -92,13 +101,13 @@ class PrepareRows:
 class ReferenceLogps:
     """Ray Data stage on an actor pool: per-answer-token log-probs of the frozen reference model."""
 
-    def __init__(self, model_path: str):
-        self.model, self.processor = load_model_and_processor(model_path)
-        self.model.eval()
+    def __init__(self, model_path: str, compute: ComputeSettings):
+        self.model, self.processor = load_for_inference(model_path, compute)
+        log.info(describe_pair_forward(self.model))
 
     @torch.inference_mode()
     def __call__(self, batch: dict):
-        tensors = pair_batch(batch, self.processor)
+        tensors = {k: v.to(self.model.device) for k, v in pair_batch(batch, self.processor).items()}
         logps, chosen_mask, rejected_mask = pair_token_logps(self.model, tensors)
         batch["ref_chosen_logps"] = answer_values(logps.chosen, chosen_mask)
         batch["ref_rejected_logps"] = answer_values(logps.rejected, rejected_mask)
@@ -157,8 +166,9 @@ def build_shards(config: ShardConfig) -> dict:
         blocks = max(config.reference_actors, math.ceil(sharded / config.reference_batch_size))
         good = good.repartition(blocks).materialize()
         with_reference = good.map_batches(
-            ReferenceLogps, fn_constructor_kwargs={"model_path": config.model},
+            ReferenceLogps, fn_constructor_kwargs={"model_path": config.model, "compute": config.compute},
             batch_size=config.reference_batch_size, compute=ray.data.ActorPoolStrategy(size=config.reference_actors),
+            num_gpus=config.compute.num_gpus,
             batch_format="numpy")
         shards_dir = out / SHARDS_SUBDIR
         with_reference.repartition(max(1, math.ceil(sharded / config.rows_per_shard))).write_parquet(str(shards_dir))

@@ -19,7 +19,9 @@ from pydantic import ValidationError, model_validator
 
 from rlhfv_ray.config import StrictModel, describe_errors, save_resolved_config
 from rlhfv_ray.eval.stats import paired_rate_difference
+from rlhfv_ray.model.compute import ComputeSettings
 from rlhfv_ray.plugins import BENCHMARKS, resolve
+from rlhfv_ray.ray_runtime import RayConfig
 
 
 class Benchmark(Protocol):
@@ -40,6 +42,8 @@ class EvaluateConfig(StrictModel):
     out: str  # the JSON report; the Markdown table, PNG chart and responses go beside it
     benchmark: str = "scene"  # a registered name or module:Class
     settings: dict[str, Any] = {}  # the benchmark's own config
+    compute: ComputeSettings = ComputeSettings()  # num_gpus > 0: run in a Ray task holding that many GPUs
+    ray: RayConfig = RayConfig()
 
     @model_validator(mode="after")
     def _settings_valid(self) -> "EvaluateConfig":
@@ -51,13 +55,25 @@ class EvaluateConfig(StrictModel):
 
 
 def evaluate_checkpoint(config: EvaluateConfig) -> dict:
-    """Load `config.model`, run the benchmark, write JSON + Markdown + PNG + responses."""
+    """Load `config.model`, run the benchmark, write JSON + Markdown + PNG + responses; on a GPU of
+    the Ray cluster when `compute.num_gpus` asks for one (the driver of a `ray job submit` runs on
+    the head node, which may have none)."""
+    if config.compute.num_gpus == 0:
+        return _evaluate_here(config)
+    import ray
+
+    from rlhfv_ray.ray_runtime import init_ray
+
+    init_ray(config.ray)
+    return ray.get(ray.remote(num_gpus=config.compute.num_gpus)(_evaluate_here).remote(config))
+
+
+def _evaluate_here(config: EvaluateConfig) -> dict:
     from rlhfv_ray.eval.report import markdown_table, plot_metrics
-    from rlhfv_ray.model.io import load_model_and_processor
+    from rlhfv_ray.model.compute import load_for_inference
 
     benchmark = config.make_benchmark()
-    model, processor = load_model_and_processor(config.model)
-    model.eval()
+    model, processor = load_for_inference(config.model, config.compute)
     metrics, records = benchmark.run(model, processor)
     metrics.update(model=str(config.model), benchmark=config.benchmark)
     out = Path(config.out)

@@ -9,7 +9,7 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-from rlhfv_ray.model.encoding import user_prompt
+from rlhfv_ray.model.encoding import prompt_inputs, stop_token_ids
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,12 @@ class Generation:
     finished: bool  # ended with eos (False: cut at max_new_tokens)
 
 
+def to_model(inputs: dict[str, torch.Tensor], model) -> dict[str, torch.Tensor]:
+    """`inputs` on the model's device, floating-point ones (pixel values) in its dtype."""
+    return {k: v.to(model.device, model.dtype) if v.is_floating_point() else v.to(model.device)
+            for k, v in inputs.items()}
+
+
 @torch.inference_mode()
 def generate(model, processor, images: Sequence[Image.Image], questions: Sequence[str],
              settings: GenerationSettings = GenerationSettings(), seed: int | None = None) -> list[Generation]:
@@ -36,19 +42,12 @@ def generate(model, processor, images: Sequence[Image.Image], questions: Sequenc
     if not images:
         return []
     tokenizer = processor.tokenizer
-    previous_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"  # generation appends on the right
-    try:
-        inputs = processor(images=list(images), text=[user_prompt(processor, q) for q in questions],
-                           padding=True, return_tensors="pt")
-    finally:
-        tokenizer.padding_side = previous_side
-    inputs = {k: v.to(model.device) for k, v in inputs.items()}
-    if "pixel_values" in inputs:
-        inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+    # left-padded: generation appends on the right
+    inputs = to_model(prompt_inputs(processor, images, questions, padding_side="left"), model)
+    stops = stop_token_ids(processor)
     sample = settings.temperature > 0
     kwargs = dict(max_new_tokens=settings.max_new_tokens, do_sample=sample,
-                  pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+                  pad_token_id=tokenizer.pad_token_id, eos_token_id=stops)
     if sample:
         kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
         if seed is not None:
@@ -61,9 +60,10 @@ def generate(model, processor, images: Sequence[Image.Image], questions: Sequenc
     results = []
     for row, prompt_tokens in zip(output[:, prompt_width:], prompt_lengths):
         ids = row.tolist()
-        finished = tokenizer.eos_token_id in ids
+        ends = [k for k, token in enumerate(ids) if token in stops]
+        finished = bool(ends)
         if finished:
-            ids = ids[: ids.index(tokenizer.eos_token_id)]
+            ids = ids[: ends[0]]
         ids = [i for i in ids if i != tokenizer.pad_token_id]
         text = tokenizer.decode(ids, skip_special_tokens=True).strip()
         results.append(Generation(text, int(prompt_tokens), len(ids) + int(finished), finished))

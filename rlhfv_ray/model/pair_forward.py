@@ -3,11 +3,13 @@
 One place builds pair batches, for the reference log-prob stage and for the DDPO trainer, so the
 cached reference log-probs line up token for token with what the trainer computes.
 
-Chosen and rejected answers share their prompt (image tokens included), so the forward runs the
-prompt once and both answers on its key/value cache: the vision tower and the prompt tokens are
-computed once per pair instead of twice (for LLaVA-1.5, 576 image tokens against answers of about
-100, most of the work). `pair_token_logps_unshared` is the plain forward over two full sequences,
-kept as the definition the shared one is tested against.
+The plain forward (`pair_token_logps_plain`) runs chosen and rejected as two full sequences with
+every input the processor gives (image sizes, grids, pixel masks, token types), positions and
+attention as the model computes them. Chosen and rejected share their prompt (image tokens
+included), so where a family is proven equal under it (`families.py`) the forward runs the prompt
+once and both answers on its key/value cache: the vision tower and the prompt tokens are computed
+once per pair instead of twice (for LLaVA-1.5, 576 image tokens against answers of about 100, most
+of the work).
 
 Per-answer-token arrays (corrected masks, reference log-probs) are stored per row with one value
 per answer token. In a batch they are placed on the (batch, seq - 1) grid of `token_logps`: the
@@ -21,8 +23,12 @@ from typing import Sequence
 import torch
 
 from rlhfv_ray.images import decode_image
-from rlhfv_ray.model.encoding import IGNORE_INDEX, build_lm_batch, pad_right, pixel_values
+from rlhfv_ray.model.encoding import IGNORE_INDEX, build_lm_batch, pad_right, prompt_inputs
+from rlhfv_ray.model.families import TOKEN_ALIGNED_KEYS, generated_token_type, model_dtype, uses_shared_prompt
+from rlhfv_ray.model.inputs import PromptMismatchError, check_prompts, extend_per_token, split_prompt_inputs
 from rlhfv_ray.model.logprobs import PairLogps, label_logps, token_logps
+
+IMAGE_PREFIX = "image_inputs."
 
 
 def place_answer_values(prompt_lengths: Sequence[int], values: Sequence[Sequence[float]], width: int,
@@ -48,53 +54,66 @@ def pair_batch(rows: dict, processor) -> dict[str, torch.Tensor]:
     pad_id = processor.tokenizer.pad_token_id
     prompts = [list(p) for p in rows["prompt_ids"]]
     chosen, rejected = [list(a) for a in rows["chosen_ids"]], [list(a) for a in rows["rejected_ids"]]
+    images = [decode_image(bytes(b)) for b in rows["image"]]
+    # left-padded: every prompt ends in the last column, whose logits predict the first answer token
+    prompt = prompt_inputs(processor, images, [str(q) for q in rows["question"]], padding_side="left")
+    if check_prompts(prompt, [p + c for p, c in zip(prompts, chosen)]) != [len(p) for p in prompts]:
+        raise PromptMismatchError("stored prompt ids are longer than the processor's for the same image and "
+                                  "question: the shards were tokenized with another processor; rebuild them")
+    image_inputs, per_token = split_prompt_inputs(prompt)
     width = max(len(p) + max(len(c), len(r)) for p, c, r in zip(prompts, chosen, rejected))
-    batch: dict[str, torch.Tensor] = {}
+    batch: dict[str, torch.Tensor] = {IMAGE_PREFIX + k: v for k, v in image_inputs.items()}
+    batch.update({"prompt_" + k: prompt[k] for k in ("input_ids", "attention_mask", *per_token)})
     for name, answers in (("chosen", chosen), ("rejected", rejected)):
-        for key, value in _side(prompts, answers, pad_id, width).items():
-            batch[f"{name}_{key}"] = value
-        corrected = rows.get(f"{name}_corrected")
-        if corrected is not None:
-            batch[f"{name}_corrected"] = place_answer_values([len(p) for p in prompts], corrected, width - 1)
-        reference = rows.get(f"ref_{name}_logps")
-        if reference is not None:
-            batch[f"ref_{name}_logps"] = place_answer_values([len(p) for p in prompts], reference, width - 1)
-    batch.update(_shared_prefix_inputs(prompts, chosen, rejected, pad_id))
-    batch["pixel_values"] = pixel_values(processor, [decode_image(bytes(b)) for b in rows["image"]])
+        side = _side(prompts, answers, pad_id, width)
+        side.update(extend_per_token(per_token, [len(p) + len(a) for p, a in zip(prompts, answers)], width,
+                                     generated_token_type(processor)))
+        batch.update({f"{name}_{k}": v for k, v in side.items()})
+        for key in (f"{name}_corrected", f"ref_{name}_logps"):
+            values = rows.get(key)
+            if values is not None:
+                batch[key] = place_answer_values([len(p) for p in prompts], values, width - 1)
+    answers = [a for pair in zip(chosen, rejected) for a in pair]  # chosen 0, rejected 0, chosen 1, ...
+    batch["answer_input_ids"] = pad_right(answers, pad_id)
+    batch["answer_attention_mask"] = pad_right([[1] * len(a) for a in answers], 0)
     return batch
 
 
-def _shared_prefix_inputs(prompts, chosen, rejected, pad_id: int) -> dict[str, torch.Tensor]:
-    """Prompts left-padded (every prompt ends in the last column, whose logits predict the first
-    answer token), answers right-padded and interleaved (chosen 0, rejected 0, chosen 1, ...) to
-    match the prompt cache repeated row by row."""
-    width = max(len(p) for p in prompts)
-    prompt_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    prompt_mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for i, p in enumerate(prompts):
-        prompt_ids[i, width - len(p):] = torch.as_tensor(p, dtype=torch.long)
-        prompt_mask[i, width - len(p):] = 1
-    answers = [a for pair in zip(chosen, rejected) for a in pair]
-    return {"prompt_input_ids": prompt_ids, "prompt_attention_mask": prompt_mask,
-            "answer_input_ids": pad_right(answers, pad_id),
-            "answer_attention_mask": pad_right([[1] * len(a) for a in answers], 0)}
+def _image_inputs(batch: dict, model) -> dict[str, torch.Tensor]:
+    """The batch's image inputs, pixel values in the model's dtype (bf16 on GPU)."""
+    dtype = model_dtype(model)
+    return {k[len(IMAGE_PREFIX):]: v.to(dtype) if v.is_floating_point() else v
+            for k, v in batch.items() if k.startswith(IMAGE_PREFIX)}
+
+
+def _side_inputs(batch: dict, name: str) -> dict[str, torch.Tensor]:
+    keys = ("input_ids", "attention_mask", *TOKEN_ALIGNED_KEYS)
+    return {k: batch[f"{name}_{k}"] for k in keys if f"{name}_{k}" in batch}
 
 
 def pair_token_logps(model, batch: dict) -> tuple[PairLogps, torch.Tensor, torch.Tensor]:
-    """Per-token log-probs and masks of chosen and rejected answers, on the (batch, seq - 1) grid of
-    `token_logps` over the full sequences, from one prompt forward shared by both answers."""
+    """Per-token log-probs and masks of chosen and rejected answers on the (batch, seq - 1) grid of
+    `token_logps`: the shared-prompt forward where the family is proven equal under it, the plain
+    forward otherwise (`families.py`)."""
+    forward = pair_token_logps_shared if uses_shared_prompt(model) else pair_token_logps_plain
+    return forward(model, batch)
+
+
+def pair_token_logps_shared(model, batch: dict) -> tuple[PairLogps, torch.Tensor, torch.Tensor]:
+    """`pair_token_logps` from one prompt forward shared by both answers."""
     prompt_mask = batch["prompt_attention_mask"]
+    prompt_per_token = {k: batch["prompt_" + k] for k in TOKEN_ALIGNED_KEYS if "prompt_" + k in batch}
     prefix = model(input_ids=batch["prompt_input_ids"], attention_mask=prompt_mask,
-                   position_ids=(prompt_mask.cumsum(-1) - 1).clamp(min=0),
-                   pixel_values=batch["pixel_values"], use_cache=True, logits_to_keep=1)
-    cache = prefix.past_key_values
+                   position_ids=(prompt_mask.cumsum(-1) - 1).clamp(min=0), **prompt_per_token,
+                   **_image_inputs(batch, model), use_cache=True, logits_to_keep=1)
+    cache = prefix.cache
     cache.batch_repeat_interleave(2)
     answers, answer_mask = batch["answer_input_ids"], batch["answer_attention_mask"]
     prompt_lengths = prompt_mask.sum(-1).repeat_interleave(2)
     outputs = model(input_ids=answers,
                     attention_mask=torch.cat([prompt_mask.repeat_interleave(2, dim=0), answer_mask], dim=1),
                     position_ids=prompt_lengths[:, None] + torch.arange(answers.shape[1], device=answers.device),
-                    past_key_values=cache, use_cache=True)
+                    cache=cache, use_cache=True)
     # answer token k is predicted by the prompt's last position (k = 0) or answer position k - 1
     logits = torch.cat([prefix.logits[:, -1:].repeat_interleave(2, dim=0), outputs.logits[:, :-1]], dim=1)
     logps, mask = label_logps(logits, answers.masked_fill(answer_mask == 0, IGNORE_INDEX))
@@ -109,15 +128,15 @@ def pair_token_logps(model, batch: dict) -> tuple[PairLogps, torch.Tensor, torch
     return PairLogps(grid[0::2], grid[1::2]), grid_mask[0::2], grid_mask[1::2]
 
 
-def pair_token_logps_unshared(model, batch: dict) -> tuple[PairLogps, torch.Tensor, torch.Tensor]:
-    """One forward over chosen and rejected answers (stacked): per-token log-probs and masks."""
+def pair_token_logps_plain(model, batch: dict) -> tuple[PairLogps, torch.Tensor, torch.Tensor]:
+    """One forward over chosen and rejected full sequences (stacked), positions and attention as
+    the model computes them: the definition the shared forward is tested against."""
     n = batch["chosen_input_ids"].shape[0]
-    outputs = model(
-        input_ids=torch.cat([batch["chosen_input_ids"], batch["rejected_input_ids"]]),
-        attention_mask=torch.cat([batch["chosen_attention_mask"], batch["rejected_attention_mask"]]),
-        pixel_values=torch.cat([batch["pixel_values"], batch["pixel_values"]]),
-        use_cache=False,
-    )
+    chosen, rejected = _side_inputs(batch, "chosen"), _side_inputs(batch, "rejected")
+    # every image input is per image along dim 0 (Qwen-VL's flattened patches too): stacking the
+    # batch twice gives each sequence its image
+    images = {k: torch.cat([v, v]) for k, v in _image_inputs(batch, model).items()}
+    outputs = model(**{k: torch.cat([chosen[k], rejected[k]]) for k in chosen}, **images, use_cache=False)
     labels = torch.cat([batch["chosen_labels"], batch["rejected_labels"]])
     logps, mask = token_logps(outputs.logits, labels)
     return PairLogps(logps[:n], logps[n:]), mask[:n], mask[n:]

@@ -27,7 +27,8 @@ from PIL import Image
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from rlhfv_ray.model.generate import Generation, GenerationSettings
+from rlhfv_ray.model.encoding import add_special_tokens, stop_token_ids
+from rlhfv_ray.model.generate import Generation, GenerationSettings, to_model
 
 _END = object()
 
@@ -42,11 +43,12 @@ def batch_inputs(processor, images: Sequence[Sequence[Image.Image]], prompts: Se
     """Left-padded model inputs for rendered prompts (chat template applied), one list of images
     per prompt in the order of its image tokens. Same tokenization as `generate.generate`."""
     tokenizer = processor.tokenizer
-    flat = [image for row in images for image in row]
+    nested = [list(row) for row in images] if any(images) else None  # each prompt's own images
     previous_side = tokenizer.padding_side
     tokenizer.padding_side = "left"  # generation appends on the right
     try:
-        return dict(processor(images=flat or None, text=list(prompts), padding=True, return_tensors="pt"))
+        return dict(processor(images=nested, text=list(prompts), padding=True, return_tensors="pt",
+                              add_special_tokens=add_special_tokens(tokenizer, prompts)))
     finally:
         tokenizer.padding_side = previous_side
 
@@ -111,8 +113,9 @@ class _RowDecoder:
     character (half of a multi-byte character) and trailing spaces are held back, so the
     concatenated deltas equal the final stripped text."""
 
-    def __init__(self, tokenizer, max_new_tokens: int, prompt_tokens: int):
+    def __init__(self, tokenizer, max_new_tokens: int, prompt_tokens: int, stop_ids: Sequence[int]):
         self.tokenizer = tokenizer
+        self.stop_ids = frozenset(stop_ids)
         self.max_new_tokens = max_new_tokens
         self.prompt_tokens = prompt_tokens
         self.ids: list[int] = []
@@ -127,7 +130,7 @@ class _RowDecoder:
         if self.done:
             return None
         self.steps += 1
-        if token == self.tokenizer.eos_token_id:
+        if token in self.stop_ids:
             return self.finish(finished=True)
         if token != self.tokenizer.pad_token_id:  # generate.generate drops pad ids the same way
             self.ids.append(token)
@@ -155,15 +158,14 @@ def stream_generate(model, processor, inputs: dict[str, torch.Tensor],
     tokenizer = processor.tokenizer
     if len(settings) != inputs["input_ids"].shape[0]:
         raise ValueError(f"{inputs['input_ids'].shape[0]} rows but {len(settings)} settings")
-    inputs = {k: v.to(model.device) for k, v in inputs.items()}
-    if "pixel_values" in inputs:
-        inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+    inputs = to_model(inputs, model)
+    stops = stop_token_ids(processor)
     prompt_width = inputs["input_ids"].shape[1]
     limits = _RowLimits(prompt_width, [s.max_new_tokens for s in settings])
     streamer = _QueueStreamer()
     kwargs = dict(max_new_tokens=max(s.max_new_tokens for s in settings), streamer=streamer,
                   stopping_criteria=StoppingCriteriaList([limits]),
-                  pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+                  pad_token_id=tokenizer.pad_token_id, eos_token_id=stops)
     if any(s.temperature > 0 for s in settings):
         # neutral built-in warpers (a checkpoint's generation_config may set top_k etc.): the
         # per-row processor alone decides
@@ -182,7 +184,7 @@ def stream_generate(model, processor, inputs: dict[str, torch.Tensor],
         finally:
             streamer.end()  # a second end marker after generate's own is harmless
 
-    rows = [_RowDecoder(tokenizer, s.max_new_tokens, int(n))
+    rows = [_RowDecoder(tokenizer, s.max_new_tokens, int(n), stops)
             for s, n in zip(settings, inputs["attention_mask"].sum(dim=1).tolist())]
     thread = threading.Thread(target=run, name="stream-generate", daemon=True)
     thread.start()

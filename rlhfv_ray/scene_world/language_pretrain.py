@@ -33,13 +33,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from rlhfv_ray.model.encoding import encode_conversations, pad_lm_batch, pixel_values
+from rlhfv_ray.model.encoding import encode_conversations, pad_lm_batch
 from rlhfv_ray.model.generate import generate_batched
 from rlhfv_ray.scene_world.grammar import (DESCRIPTION_PROMPTS, absent_existence, clean_caption, normalize_answer,
                                      sample_vqa, vqa_for_group)
 from rlhfv_ray.scene_world.render import render_scene
 from rlhfv_ray.scene_world.scene import Scene, sample_scene
 from rlhfv_ray.scene_world.spec import COLS, NUMBER_WORDS, OBJECT_CLASSES, ROWS, WorldParams, split_seed
+from rlhfv_ray.scene_world.tiny_llava import pixel_values
 
 
 @dataclass(frozen=True)

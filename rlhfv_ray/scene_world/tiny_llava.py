@@ -78,6 +78,11 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenize
     )
 
 
+def pixel_values(processor, images):
+    """The tiny LLaVA's pixel values of `images` (batch, 3, size, size), for its pretraining."""
+    return processor.image_processor(images=list(images), return_tensors="pt")["pixel_values"]
+
+
 def build_processor(tokenizer: PreTrainedTokenizerFast, spec: TinyLlavaSpec) -> LlavaProcessor:
     # The PIL-backed CLIP processor: the torchvision-backed default is not installable beside the
     # CPU torch wheel, and both produce the same pixels. Resize/crop are no-ops at the native size.

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlhfv_ray.model.encoding import pixel_values
+from rlhfv_ray.scene_world.tiny_llava import pixel_values
 from rlhfv_ray.scene_world.render import render_scene
 from rlhfv_ray.scene_world.scene import sample_scene
 from rlhfv_ray.scene_world.spec import COLORS, COLS, MAX_COUNT, OBJECT_CLASSES, ROWS, SCENE_TYPES, WorldParams, split_seed

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from rlhfv_ray.config import StrictModel
+from rlhfv_ray.training.lora import LoraSettings
 
 
 class OptimConfig(StrictModel):
@@ -50,6 +51,8 @@ class TrainSection(StrictModel):
     log_every: int = Field(10, gt=0)
     seed: int = 0
     freeze_vision_tower: bool = True  # LLaVA-1.5 trains projector + LLM; the vision tower stays frozen
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more compute
+    lora: LoraSettings | None = None  # train LoRA adapters (PEFT) instead of the full model
 
     @model_validator(mode="after")
     def _batch_divides(self) -> "TrainSection":

@@ -22,6 +22,7 @@ from typing import Callable
 import torch
 
 from rlhfv_ray.training.config import TrainSection
+from rlhfv_ray.training.memory import worker_memory
 from rlhfv_ray.training.engine import export_pretrained, initialize_engine, load_engine_checkpoint, save_engine_checkpoint
 
 MODEL_SUBDIR = "model"
@@ -161,7 +162,8 @@ def run_training(section: TrainSection, model: torch.nn.Module, processor, parts
             state.step += 1
             if state.step % section.log_every == 0 or state.step == section.optim.max_steps:
                 elapsed = time.perf_counter() - window_started
-                record = _mean_across_ranks({k: sum(v) / len(v) for k, v in window.items()}, device)
+                means = {k: sum(v) / len(v) for k, v in window.items()}
+                record = _mean_across_ranks({**means, **worker_memory(engine)}, device)
                 record.update(step=state.step, lr=engine.get_lr()[0],
                               examples_per_s=window_examples * context.get_world_size() / max(elapsed, 1e-9))
                 if parts.count_tokens is not None:  # this rank's tokens, scaled like examples

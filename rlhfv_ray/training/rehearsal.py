@@ -23,7 +23,7 @@ from pydantic import Field
 from rlhfv_ray.data.conversations import ConversationData
 from rlhfv_ray.data.sources import Paths
 from rlhfv_ray.images import decode_image
-from rlhfv_ray.model.encoding import pad_lm_batch, pixel_values
+from rlhfv_ray.model.inputs import lm_batch
 from rlhfv_ray.training.sft import sft_loss
 
 PREFIX = "rehearsal_"
@@ -53,11 +53,10 @@ def draw(pair_ids: Sequence[int], seed: int, pool_size: int, n: int) -> list[int
 
 
 def rehearsal_batch(rows: Sequence[dict], processor) -> dict[str, torch.Tensor]:
-    """The rehearsal tensors of one micro batch (prepared rows: image, input_ids, labels), keys
+    """The rehearsal tensors of one micro batch (prepared rows: image, question, input_ids, labels), keys
     prefixed with `PREFIX`."""
-    batch = pad_lm_batch([list(r["input_ids"]) for r in rows], [list(r["labels"]) for r in rows],
-                         processor.tokenizer.pad_token_id)
-    batch["pixel_values"] = pixel_values(processor, [decode_image(bytes(r["image"])) for r in rows])
+    batch = lm_batch(processor, [decode_image(bytes(r["image"])) for r in rows], [str(r["question"]) for r in rows],
+                     [list(r["input_ids"]) for r in rows], [list(r["labels"]) for r in rows])
     return {PREFIX + k: v for k, v in batch.items()}
 
 

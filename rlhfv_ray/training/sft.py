@@ -16,8 +16,7 @@ import torch
 from rlhfv_ray.data.conversations import ConversationData, prepare_conversations
 from rlhfv_ray.data.sources import expand_paths
 from rlhfv_ray.images import decode_image
-from rlhfv_ray.model.encoding import pad_lm_batch, pixel_values
-from rlhfv_ray.model.io import load_model_and_processor
+from rlhfv_ray.model.inputs import lm_batch
 from rlhfv_ray.ray_runtime import RayConfig
 from rlhfv_ray.training.config import TrainSection
 from rlhfv_ray.model.logprobs import forward_token_logps
@@ -43,13 +42,9 @@ def sft_loss(model, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
 
 
 def make_sft_collate(processor):
-    pad_id = processor.tokenizer.pad_token_id
-
     def collate(rows: dict) -> dict:
-        images = [decode_image(b) for b in rows["image"]]
-        batch = pad_lm_batch(rows["input_ids"], rows["labels"], pad_id)
-        batch["pixel_values"] = pixel_values(processor, images)
-        return batch
+        return lm_batch(processor, [decode_image(b) for b in rows["image"]], [str(q) for q in rows["question"]],
+                        [list(x) for x in rows["input_ids"]], [list(x) for x in rows["labels"]])
 
     return collate
 
@@ -57,12 +52,11 @@ def make_sft_collate(processor):
 def sft_worker(config_dict: dict) -> None:
     """Ray Train worker entry point: rebuild the typed config, build parts, run the shared loop."""
     from rlhfv_ray.training.loop import LoopParts, run_training
+    from rlhfv_ray.training.policy import load_policy
     from rlhfv_ray.training.trainer import METRICS_FILE
 
     config = SFTConfig.model_validate(config_dict)
-    model, processor = load_model_and_processor(config.model)
-    if config.freeze_vision_tower:
-        model.model.vision_tower.requires_grad_(False)
+    model, processor = load_policy(config, config.model)
     parts = LoopParts("sft", sft_loss, make_sft_collate(processor),
                       count_tokens=lambda batch: int(batch["attention_mask"].sum()))
     run_training(config, model, processor, parts, metrics_path=str(Path(config.out) / METRICS_FILE))

@@ -87,14 +87,12 @@ def make_pair_collate(processor, rehearsal_pool: list[dict] | None = None, per_m
 
 
 def ddpo_worker(config_dict: dict) -> None:
-    from rlhfv_ray.model.io import load_model_and_processor
+    from rlhfv_ray.training.policy import load_policy
     from rlhfv_ray.training.loop import LoopParts, run_training
     from rlhfv_ray.training.trainer import METRICS_FILE
 
     config = DDPOConfig.model_validate(config_dict)
-    model, processor = load_model_and_processor(config.model)
-    if config.freeze_vision_tower:
-        model.model.vision_tower.requires_grad_(False)
+    model, processor = load_policy(config, config.model)
     pool = None
     if config.rehearsal.enabled:
         import ray.train

@@ -54,7 +54,8 @@ def worker_config(config: TrainSection) -> dict:
 def fit_and_export(worker_fn: Callable[[dict], None], config: TrainSection, datasets: dict, out: Path,
                    default_name: str):
     """Run `worker_fn` on `config.scaling.num_workers` Ray Train workers; copy the final
-    `save_pretrained` model out of the last checkpoint into `out`. Returns the Ray Train Result."""
+    `save_pretrained` model (a LoRA run's adapter, and its merged model if asked) out of the last
+    checkpoint into `out`. Returns the Ray Train Result."""
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -88,4 +89,8 @@ def fit_and_export(worker_fn: Callable[[dict], None], config: TrainSection, data
         out.mkdir(parents=True, exist_ok=True)
         for item in model_dir.iterdir():
             shutil.copy2(item, out / item.name)
+    if config.lora is not None and config.lora.merge:
+        from rlhfv_ray.training.lora import write_merged
+
+        write_merged(out)
     return result
