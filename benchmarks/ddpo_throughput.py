@@ -1,9 +1,13 @@
 """DDPO training throughput (pairs/s): the project's trainer (Ray Train + DeepSpeed, reference
 log-probs read from the shards) with 1 and 2 workers, beside TRL's DPOTrainer (reference model run
-every step), on the same tiny LLaVA, the same preference pairs and the same batch size (issue 4 §5).
+every step), on the same model, the same preference pairs and the same batch size.
 
-    python benchmarks/ddpo_throughput.py [--model DIR] [--pairs 192] [--steps 30] [--batch-size 16]
-        [--log-every 5] [--repeats 3] [--out ddpo_throughput.json  (under benchmarks/results/)]
+    python benchmarks/ddpo_throughput.py [--model DIR | --family qwen2_vl] [--pairs 192] [--steps 30]
+        [--batch-size 16] [--log-every 5] [--repeats 3] [--out ddpo_throughput.json  (under benchmarks/results/)]
+
+The model: the tiny LLaVA (default), or `--family NAME`, a random checkpoint of that family from
+`tests/vlm_families.py` widened to the tiny LLaVA's size (text 192 wide, 4 layers; vision 128 wide,
+3 layers), so both frameworks do comparable work per token.
 
 CPU, fp32, 2 CPU threads in all: the 1-worker DDPO run gets 2 CPUs (micro batch = batch), the
 2-worker run 1 CPU per worker (micro batch = batch / 2, no gradient accumulation), TRL runs in this
@@ -35,6 +39,35 @@ from serve_common import environment, write_json
 
 OUT_NAME = "ddpo_throughput.json"
 BETA, LR = 0.5, 1e-5  # DDPOParams' beta and the DDPO optimizer's lr, given to TRL too
+
+
+def family_model(family: str, work: Path) -> Path:
+    """A random checkpoint of `family` (tests/vlm_families.py), widened to the tiny LLaVA's size."""
+    import sys
+
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from vlm_families import build_family
+
+    path = build_family(family, work / family)
+    config = AutoConfig.from_pretrained(path)
+    text, vision = config.get_text_config(), config.vision_config
+    text.update({"hidden_size": 192, "num_hidden_layers": 4, "num_attention_heads": 6, "num_key_value_heads": 6,
+                 "intermediate_size": 512, "head_dim": 32})
+    if getattr(text, "layer_types", None):
+        text.layer_types = text.layer_types[:1] * text.num_hidden_layers
+    rope = dict(text.rope_parameters)
+    if "mrope_section" in rope:  # the rotary sections of each axis cover head_dim / 2
+        rope["mrope_section"] = [2 * s for s in rope["mrope_section"]]
+        text.rope_parameters = rope
+    vision.update({k: v for k, v in {"embed_dim": 128, "hidden_size": 192 if hasattr(vision, "embed_dim") else 128,
+                                     "depth": 3, "num_hidden_layers": 3, "num_heads": 4, "num_attention_heads": 4,
+                                     "intermediate_size": 512}.items() if hasattr(vision, k)})
+    torch_model = AutoModelForImageTextToText.from_config(config)
+    torch_model.generation_config = AutoModelForImageTextToText.from_pretrained(path).generation_config
+    torch_model.save_pretrained(path)
+    return path
 
 
 def build_shards_once(model: Path, records: list[dict], work: Path) -> Path:
@@ -72,20 +105,23 @@ def measure_ddpo(model: Path, shards: Path, work: Path, workers: int, cpus: int,
 def trl_dataset(records: list[dict], processor):
     """The same pairs in TRL's vision format: an "image" column and plain-text prompt / chosen /
     rejected. The prompt is the project's chat-template prompt (`user_prompt`, with the <image>
-    placeholder the processor expands) and the answers are " " + answer + eos, so TRL's collator
+    placeholder the processor expands) and the answers are the template's assistant turns, so TRL's collator
     yields token for token the sequences of the shards (checked in `check_same_tokens`)."""
     from datasets import Dataset
 
     from rlhfv_ray.images import decode_image
-    from rlhfv_ray.model.encoding import user_prompt
+    from rlhfv_ray.model.encoding import conversation_pieces, user_prompt
 
     texts = [json.loads(r["text"]) for r in records]
-    eos = processor.tokenizer.eos_token
+
+    def answer(t: dict, key: str) -> str:  # the template's assistant turn, end-of-turn token included
+        return conversation_pieces(processor, [(t["question"], t[key])])[0][1]
+
     return Dataset.from_dict({
         "image": [decode_image(r["image"]["bytes"]) for r in records],
         "prompt": [user_prompt(processor, t["question"]) for t in texts],
-        "chosen": [" " + t["chosen"].strip() + eos for t in texts],
-        "rejected": [" " + t["rejected"].strip() + eos for t in texts]})
+        "chosen": [answer(t, "chosen") for t in texts],
+        "rejected": [answer(t, "rejected") for t in texts]})
 
 
 def check_same_tokens(trainer, shards: Path) -> int:
@@ -123,10 +159,11 @@ def trl_args(out: Path, args, **extra):
 def make_trl_trainer(model_dir: Path, dataset, out: Path, args, callbacks=(), **extra):
     from trl import DPOTrainer
 
+    from rlhfv_ray.model.families import freeze_vision
     from rlhfv_ray.model.io import load_model_and_processor
 
     model, processor = load_model_and_processor(str(model_dir))
-    model.model.vision_tower.requires_grad_(False)  # as DDPO's default freeze_vision_tower: same trainable set
+    freeze_vision(model)  # as DDPO's default freeze_vision_tower: same trainable set
     # ref_model=None: TRL loads its own frozen copy of the policy and runs it on every step (normal mode)
     return DPOTrainer(model=model, args=trl_args(out, args, **extra), train_dataset=dataset,
                       processing_class=processor, callbacks=list(callbacks))
@@ -176,6 +213,7 @@ def summarize(runs: list[dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="tiny LLaVA dir; default: one built first (sft_throughput.tiny_model)")
+    parser.add_argument("--family", help="a family of tests/vlm_families.py instead of the tiny LLaVA")
     parser.add_argument("--pairs", type=int, default=192)
     parser.add_argument("--steps", type=int, default=30, help="optimizer steps per run")
     parser.add_argument("--batch-size", type=int, default=16, help="pairs per optimizer step, all workers")
@@ -197,7 +235,7 @@ def main() -> None:
                               "process_niceness": os.nice(0)}}
     with tempfile.TemporaryDirectory(prefix="ddpo-bench-") as tmp:
         work = Path(tmp)
-        model = bench_model(args.model, work)
+        model = family_model(args.family, work) if args.family else bench_model(args.model, work)
         records = feedback_pairs(args.pairs)
         # 2 logical CPUs = the machine; the shards are materialized before the workers take them all
         ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False,
@@ -223,7 +261,8 @@ def main() -> None:
         finally:
             ray.shutdown()
     result["settings"] = {
-        "model": args.model or "tiny LLaVA, pretraining cut short (sft_throughput.tiny_model)",
+        "model": (f"random {args.family} at the tiny LLaVA's size (family_model)" if args.family else
+                  args.model or "tiny LLaVA, pretraining cut short (sft_throughput.tiny_model)"),
         "pairs": args.pairs, "input": "collect-feedback-shaped records (pipeline_throughput.feedback_pairs)",
         "steps_per_run": args.steps, "global_batch_size": args.batch_size, "log_every": args.log_every,
         "repeats": args.repeats, "precision": "fp32", "ray_num_cpus": 2, "beta": BETA, "lr": LR,

@@ -10,8 +10,9 @@ resident memory; the figures are the last logged step's, averaged over workers.
 
 What to expect per worker, with N workers and P parameters in fp32 (4 bytes each): ZeRO-0 holds
 params 4P + Adam moments 8P = 12P; ZeRO-2 params 4P + master copy and moments 12P/N; ZeRO-3 all of
-it partitioned, 16P/N. So ZeRO-3/ZeRO-2 is 8/10 at N = 2 and 4/7 at N = 4; LoRA holds the frozen
-params 4P plus a small adapter state.
+it partitioned, 16P/N, less its master copy where DeepSpeed keeps the fp32 partitions as the
+parameters' own storage (ZeRO-3 in fp32: 12P/N). LoRA holds the frozen weights (4P, or 2P with
+`lora.frozen_dtype: bfloat16`) plus a small adapter state.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ RUNS = {  # name -> config overrides
     "zero2": {"deepspeed": {"zero_stage": 2}},
     "zero3": {"deepspeed": {"zero_stage": 3}},
     "lora_zero2": {"deepspeed": {"zero_stage": 2}, "lora": {"r": 16, "alpha": 32}},
+    "lora_bf16_base_zero2": {"deepspeed": {"zero_stage": 2},
+                             "lora": {"r": 16, "alpha": 32, "frozen_dtype": "bfloat16"}},
 }
 
 
@@ -76,9 +79,10 @@ def ratios(runs: list[dict]) -> dict:
     for workers in sorted({r["workers"] for r in runs}):
         if ("zero3", workers) in by and ("zero2", workers) in by:
             out[f"zero3_over_zero2_{workers}w"] = round(by["zero3", workers] / by["zero2", workers], 3)
-        for full in ("zero2", "zero0"):
-            if ("lora_zero2", workers) in by and (full, workers) in by:
-                out[f"lora_over_{full}_{workers}w"] = round(by["lora_zero2", workers] / by[full, workers], 3)
+        for lora in ("lora_zero2", "lora_bf16_base_zero2"):
+            for full in ("zero2", "zero0"):
+                if (lora, workers) in by and (full, workers) in by:
+                    out[f"{lora}_over_{full}_{workers}w"] = round(by[lora, workers] / by[full, workers], 3)
     return out
 
 

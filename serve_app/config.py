@@ -111,7 +111,8 @@ class ServeArgs(StrictModel):
     model_path: str
     model_name: str | None = None  # served as `model` in responses and /v1/models; default: directory name
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"  # auto: bf16 on CUDA (fp16 without bf16), fp32 on CPU
+    # auto: bf16 on CUDA (fp16 where the GPU has no bf16), fp32 on CPU
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     torch_threads: int | None = Field(None, ge=1)  # CPU threads per model replica (default: Ray's)
     # what /caption asks the model; set it to the phrasing your model was tuned on
     caption_prompt: str = Field("Describe the image in detail.", min_length=1)

@@ -23,7 +23,7 @@ from rlhfv_ray.model.pair_forward import (answer_values, pair_batch, pair_token_
 from vlm_families import FAMILIES
 
 # where the shared-prompt forward is the model's own computation (families.py says why not elsewhere)
-SHARED = {"llava", "llava_next", "llava_onevision", "idefics3", "smolvlm", "gemma3", "paligemma"}
+SHARED = set(FAMILIES)
 QUESTIONS = ["what is in the picture?", "how many cars are there on the road today?"]
 GENERATED = 6
 

@@ -1,9 +1,9 @@
 """Other families through the real stack: build-shards on Ray Data, DDPO on Ray Train (2 workers,
 DeepSpeed, gloo) with full fine-tuning, ZeRO-3, gradient checkpointing and LoRA, SFT, and serving
 the result. The pure forward tests (`test_families.py`) cover all ten families; these take three
-whose inputs differ most from LLaVA-1.5's: Qwen2-VL (3-D rotary positions, the plain pair
-forward), Idefics3 (image splitting, pixel masks) and Gemma 3 (token types, a template that writes
-bos)."""
+whose inputs differ most from LLaVA-1.5's: Qwen2-VL (3-D rotary positions), Idefics3 (image
+splitting, pixel masks) and Gemma 3 (token types, a template that writes bos; with gradient
+checkpointing, the plain pair forward)."""
 
 from __future__ import annotations
 
@@ -84,3 +84,42 @@ def _serves(model_dir) -> None:
     job = GenerationJob((bytes(frame["image"][0]),), (message,), GenerationSettings(max_new_tokens=4))
     final = [s[0] for s in Engine(str(model_dir), device="cpu").run([job]) if s[0] is not None][-1]
     assert final.error is None and final.final.completion_tokens <= 4
+
+
+def test_feedback_and_evaluation_of_another_family(ray_session, family_checkpoint, tiny_scene_data, tmp_path):
+    """collect-feedback (generation on a Ray Data actor pool, answers exported for correction) and
+    evaluate (the coco benchmark on the scene world's COCO export) on a Qwen2.5-VL checkpoint."""
+    from rlhfv_ray.data.feedback import AWAITING_FILE, FeedbackConfig, collect_feedback
+    from rlhfv_ray.eval.benchmark import EvaluateConfig, evaluate_checkpoint
+    from rlhfv_ray.scene_world.coco_export import IMAGES, INSTANCES, export_coco
+    from rlhfv_ray.scene_world.scene import sample_scene
+
+    model_dir = family_checkpoint("qwen2_5_vl")
+    prompts = tiny_scene_data / "prompts" / "feedback.parquet"
+    stats = collect_feedback(FeedbackConfig(model=str(model_dir), prompts=str(prompts), out=str(tmp_path / "fb"),
+                                            batch_size=3, max_new_tokens=8))
+    assert stats["prompts"]["used"] == 6 == stats["responses"] == stats["awaiting"]
+    assert len(pd.read_parquet(tmp_path / "fb" / AWAITING_FILE)) == 6
+
+    coco = export_coco([sample_scene(i) for i in range(3)], 96, tmp_path / "coco")
+    metrics = evaluate_checkpoint(EvaluateConfig(
+        model=str(model_dir), out=str(tmp_path / "eval.json"), benchmark="coco",
+        settings={"annotations": str(coco / INSTANCES), "images": str(coco / IMAGES), "max_new_tokens": 8}))
+    assert metrics["benchmark"] == "coco" and (tmp_path / "eval.json").exists()
+
+
+def test_sft_of_another_family(ray_session, family_checkpoint, tiny_scene_data, tmp_path):
+    """`rlhfv sft` on a Qwen3-VL checkpoint: multi-turn conversations through its chat template."""
+    from rlhfv_ray.training.sft import SFTConfig, run_sft
+
+    out = run_sft(SFTConfig.model_validate({
+        "model": str(family_checkpoint("qwen3_vl")), "out": str(tmp_path / "sft"),
+        "data": str(tiny_scene_data / "sft" / "corpus.parquet"), "run_name": "sft-qwen3_vl",
+        "scaling": {"num_workers": 2, "cpus_per_worker": 1},
+        "optim": {"max_steps": 2, "warmup_steps": 0, "global_batch_size": 4, "micro_batch_size": 2},
+        "checkpoint": {"storage_path": str(tmp_path / "ray_results")}, "log_every": 1}))
+    summary = json.loads((out / "sft_summary.json").read_text())
+    assert summary["read"] == summary["used"] == 40
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2] and all(r["loss"] > 0 for r in records)
+    load_model(out)

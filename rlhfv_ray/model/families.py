@@ -5,27 +5,30 @@
   tokens, for the 3-D rotary positions), PaliGemma's `token_type_ids` (0 on the prefix, which is
   attended both ways; 1 on the causal suffix). Answer tokens get the value a generated token gets:
   1 for PaliGemma (its `generate` appends ones), 0 (text) for the others.
-- The shared-prompt pair forward (`pair_forward.py`) runs the prompt once with explicit 1-D
-  positions counted from 0 and both answers on its cache. That is the model's own computation
-  where positions are token counts under rotary embeddings (which see only differences, so
-  PaliGemma's 1-based count changes nothing); not for Qwen-VL's 3-D rotary positions, which
-  depend on the image grid. Families are listed only once a test shows the shared forward equal
-  to the plain one (`tests/test_families.py`); any other family gets the plain forward.
+- Positions. The shared-prompt pair forward (`pair_forward.py`) runs the prompt once and both
+  answers on its cache, with explicit position ids (`prompt_positions`): token counts from 0 for
+  rotary embeddings (which see only differences, so PaliGemma's 1-based count changes nothing);
+  for Qwen-VL the model's own 3-D rotary index of the prompt (`get_rope_index`: image tokens get
+  their grid position), the answer continuing from its largest position + 1 on all three axes, as
+  `generate` does. Families are listed only once a test shows the shared forward equal to the
+  plain one (`tests/test_families.py`); any other family gets the plain forward.
 - The vision encoder is `vision_tower` (LLaVA, PaliGemma, Gemma 3), `visual` (Qwen-VL) or
   `vision_model` (Idefics3, SmolVLM).
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 
+import torch
 from torch import nn
 
 log = logging.getLogger(__name__)
 
 TOKEN_ALIGNED_KEYS = ("token_type_ids", "mm_token_type_ids")
-SHARED_PROMPT_MODEL_TYPES = frozenset(
-    {"llava", "llava_next", "llava_onevision", "idefics3", "smolvlm", "gemma3", "paligemma"})
+SHARED_PROMPT_MODEL_TYPES = frozenset({"llava", "llava_next", "llava_onevision", "idefics3", "smolvlm", "gemma3",
+                                       "paligemma", "qwen2_vl", "qwen2_5_vl", "qwen3_vl"})
 _GENERATED_TOKEN_TYPE = {"PaliGemmaProcessor": 1}
 _VISION_MODULE_NAMES = ("vision_tower", "visual", "vision_model")
 
@@ -62,9 +65,30 @@ def uses_shared_prompt(model) -> bool:
 
 def describe_pair_forward(model) -> str:
     kind = model_type(model)
+    if getattr(_unwrapped(model), "is_activation_checkpointing", False):
+        return f"pair forward: plain ({kind}: gradient checkpointing turns the key/value cache off)"
     if uses_shared_prompt(model):
         return f"pair forward: shared prompt ({kind}: both answers on one prompt cache)"
     return f"pair forward: plain ({kind} is not proven equal under the shared-prompt forward)"
+
+
+def prompt_positions(model, prompt: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(position ids of left-padded prompts, each row's next position) as the model computes them:
+    (batch, seq) token counts, or Qwen-VL's (3, batch, seq) rotary index."""
+    mask = prompt["attention_mask"]
+    rope_index = getattr(getattr(_unwrapped(model), "model", None), "get_rope_index", None)
+    if rope_index is None:
+        return (mask.cumsum(-1) - 1).clamp(min=0), mask.sum(-1)
+    accepted = inspect.signature(rope_index).parameters
+    positions, _ = rope_index(**{k: v for k, v in prompt.items() if k in accepted})
+    return positions, positions.masked_fill(mask[None] == 0, -1).amax(dim=(0, 2)) + 1
+
+
+def answer_positions(next_positions: torch.Tensor, length: int, like: torch.Tensor) -> torch.Tensor:
+    """Position ids of answers that follow prompts whose next positions are `next_positions`, in
+    the layout of the prompt's (`like`: 2-D, or 3-D with the axes first)."""
+    positions = next_positions[:, None] + torch.arange(length, device=next_positions.device)
+    return positions if like.ndim == 2 else positions[None].expand(like.shape[0], -1, -1)
 
 
 def vision_module(model) -> nn.Module:

@@ -24,7 +24,8 @@ import torch
 
 from rlhfv_ray.images import decode_image
 from rlhfv_ray.model.encoding import IGNORE_INDEX, build_lm_batch, pad_right, prompt_inputs
-from rlhfv_ray.model.families import TOKEN_ALIGNED_KEYS, generated_token_type, model_dtype, uses_shared_prompt
+from rlhfv_ray.model.families import (TOKEN_ALIGNED_KEYS, answer_positions, generated_token_type, model_dtype,
+                                      prompt_positions, uses_shared_prompt)
 from rlhfv_ray.model.inputs import PromptMismatchError, check_prompts, extend_per_token, split_prompt_inputs
 from rlhfv_ray.model.logprobs import PairLogps, label_logps, token_logps
 
@@ -102,17 +103,17 @@ def pair_token_logps(model, batch: dict) -> tuple[PairLogps, torch.Tensor, torch
 def pair_token_logps_shared(model, batch: dict) -> tuple[PairLogps, torch.Tensor, torch.Tensor]:
     """`pair_token_logps` from one prompt forward shared by both answers."""
     prompt_mask = batch["prompt_attention_mask"]
-    prompt_per_token = {k: batch["prompt_" + k] for k in TOKEN_ALIGNED_KEYS if "prompt_" + k in batch}
-    prefix = model(input_ids=batch["prompt_input_ids"], attention_mask=prompt_mask,
-                   position_ids=(prompt_mask.cumsum(-1) - 1).clamp(min=0), **prompt_per_token,
-                   **_image_inputs(batch, model), use_cache=True, logits_to_keep=1)
+    prompt = {k[len("prompt_"):]: v for k, v in batch.items() if k.startswith("prompt_")}
+    images = _image_inputs(batch, model)
+    positions, next_positions = prompt_positions(model, {**prompt, **images})
+    prefix = model(**prompt, position_ids=positions, **images, use_cache=True, logits_to_keep=1)
     cache = prefix.cache
     cache.batch_repeat_interleave(2)
     answers, answer_mask = batch["answer_input_ids"], batch["answer_attention_mask"]
     prompt_lengths = prompt_mask.sum(-1).repeat_interleave(2)
     outputs = model(input_ids=answers,
                     attention_mask=torch.cat([prompt_mask.repeat_interleave(2, dim=0), answer_mask], dim=1),
-                    position_ids=prompt_lengths[:, None] + torch.arange(answers.shape[1], device=answers.device),
+                    position_ids=answer_positions(next_positions.repeat_interleave(2), answers.shape[1], positions),
                     cache=cache, use_cache=True)
     # answer token k is predicted by the prompt's last position (k = 0) or answer position k - 1
     logits = torch.cat([prefix.logits[:, -1:].repeat_interleave(2, dim=0), outputs.logits[:, :-1]], dim=1)

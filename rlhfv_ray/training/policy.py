@@ -15,7 +15,7 @@ import logging
 
 import torch
 
-from rlhfv_ray.model.families import describe_pair_forward, freeze_vision
+from rlhfv_ray.model.families import freeze_vision
 from rlhfv_ray.model.io import load_model, load_processor
 from rlhfv_ray.training.config import TrainSection
 from rlhfv_ray.training.engine import deepspeed_config, resolve_bf16, use_cpu_accelerator_if_no_cuda
@@ -41,15 +41,16 @@ def load_policy(section: TrainSection, model_path: str):
     kwargs = {}
     if section.lora is not None and section.lora.load_in_4bit:
         kwargs["quantization_config"] = quantization_config(section.lora)
-    model = load_model(model_path, dtype=torch.bfloat16 if bf16 else torch.float32, **kwargs)
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    frozen_bf16 = section.lora is not None and section.lora.frozen_dtype == "bfloat16"
+    model = load_model(model_path, dtype=torch.bfloat16 if frozen_bf16 else dtype, **kwargs)
     if section.freeze_vision_tower:
         freeze_vision(model)
     if section.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if section.lora is not None:
-        model = apply_lora(model, section.lora)
+        model = apply_lora(model, section.lora, trainable_dtype=dtype if frozen_bf16 else None)
     sizes = [(getattr(p, "ds_numel", p.numel()), p.requires_grad) for p in model.parameters()]  # ZeRO-3: ds_numel
     trainable, total = sum(n for n, grad in sizes if grad), sum(n for n, _ in sizes)
-    log.info("training %d of %d parameters (%.2f%%); %s", trainable, total, 100 * trainable / max(total, 1),
-             describe_pair_forward(model))
+    log.info("training %d of %d parameters (%.2f%%)", trainable, total, 100 * trainable / max(total, 1))
     return model, load_processor(model_path)

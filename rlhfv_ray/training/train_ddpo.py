@@ -8,6 +8,7 @@ shared loop with the DDPO loss. gamma = 1 gives vanilla DPO on the same pairs.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
@@ -87,12 +88,14 @@ def make_pair_collate(processor, rehearsal_pool: list[dict] | None = None, per_m
 
 
 def ddpo_worker(config_dict: dict) -> None:
+    from rlhfv_ray.model.families import describe_pair_forward
     from rlhfv_ray.training.policy import load_policy
     from rlhfv_ray.training.loop import LoopParts, run_training
     from rlhfv_ray.training.trainer import METRICS_FILE
 
     config = DDPOConfig.model_validate(config_dict)
     model, processor = load_policy(config, config.model)
+    logging.getLogger(__name__).info(describe_pair_forward(model))
     pool = None
     if config.rehearsal.enabled:
         import ray.train
