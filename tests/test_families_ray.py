@@ -119,7 +119,7 @@ def test_sft_of_another_family(ray_session, family_checkpoint, tiny_scene_data, 
         "optim": {"max_steps": 2, "warmup_steps": 0, "global_batch_size": 4, "micro_batch_size": 2},
         "checkpoint": {"storage_path": str(tmp_path / "ray_results")}, "log_every": 1}))
     summary = json.loads((out / "sft_summary.json").read_text())
-    assert summary["read"] == summary["used"] == 40
+    assert summary["read"] == summary["used"] > 0 and summary["rejected"] == 0
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2] and all(r["loss"] > 0 for r in records)
     load_model(out)
