@@ -19,12 +19,9 @@
 from __future__ import annotations
 
 import inspect
-import logging
 
 import torch
 from torch import nn
-
-log = logging.getLogger(__name__)
 
 TOKEN_ALIGNED_KEYS = ("token_type_ids", "mm_token_type_ids")
 SHARED_PROMPT_MODEL_TYPES = frozenset({"llava", "llava_next", "llava_onevision", "idefics3", "smolvlm", "gemma3",
