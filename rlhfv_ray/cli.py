@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from rlhfv_ray.config import ConfigError, describe_fields, load_config
+from rlhfv_ray.logs import configure_logging
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ def run_job(command: str, argv: Sequence[str] | None = None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    configure_logging()
     args = _parser(next((a for a in argv if a in JOBS), None)).parse_args(argv)
     job = JOBS[args.command]
     overrides = list(args.overrides)

@@ -26,6 +26,7 @@ from rlhfv_ray.data.records import validate_row
 from rlhfv_ray.data.sources import OK, Paths, RowError, account, expand_paths, parse_raw, read_rows, reject
 from rlhfv_ray.data.shards import MANIFEST_NAME, REJECTS_NAME, SCHEMA_VERSION, SHARDS_SUBDIR
 from rlhfv_ray.images import DEFAULT_MAX_PIXELS
+from rlhfv_ray.logs import configure_logging
 from rlhfv_ray.model.encoding import TemplateError, encode_answers, encode_prompts
 from rlhfv_ray.model.families import describe_pair_forward
 from rlhfv_ray.model.compute import ComputeSettings, load_for_inference
@@ -102,6 +103,7 @@ class ReferenceLogps:
     """Ray Data stage on an actor pool: per-answer-token log-probs of the frozen reference model."""
 
     def __init__(self, model_path: str, compute: ComputeSettings):
+        configure_logging()  # a Ray actor: its own process
         self.model, self.processor = load_for_inference(model_path, compute)
         log.info(describe_pair_forward(self.model))
 

@@ -15,6 +15,7 @@ import logging
 
 import torch
 
+from rlhfv_ray.logs import configure_logging
 from rlhfv_ray.model.families import freeze_vision
 from rlhfv_ray.model.io import load_model, load_processor
 from rlhfv_ray.training.config import TrainSection
@@ -29,6 +30,7 @@ _ZERO3_CONFIGS: list = []
 
 def load_policy(section: TrainSection, model_path: str):
     """(model ready for `engine.initialize_engine`, processor)."""
+    configure_logging()  # a Ray Train worker: its own process
     bf16 = resolve_bf16(section)
     if section.deepspeed.zero_stage == 3:
         use_cpu_accelerator_if_no_cuda()
