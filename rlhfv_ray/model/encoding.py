@@ -84,11 +84,12 @@ def end_of_turn_token(processor) -> str | None:
     return None
 
 
-def stop_token_ids(processor) -> list[int]:
-    """Token ids that end a generation: eos and the template's end-of-turn token."""
+def stop_token_ids(processor, end: str | None = None) -> list[int]:
+    """Token ids that end a generation: eos and the template's end-of-turn token (`end`, found from
+    the template when not given)."""
     tokenizer = processor.tokenizer
     ids = [tokenizer.eos_token_id]
-    end = end_of_turn_token(processor)
+    end = end if end is not None else end_of_turn_token(processor)
     if end is not None:
         ids.append(tokenizer.convert_tokens_to_ids(end))
     return list(dict.fromkeys(i for i in ids if i is not None))
@@ -100,17 +101,18 @@ def _cut_turn(text: str, stops: Sequence[str]) -> str:
     return text[:min(ends)] if ends else text
 
 
-def conversation_pieces(processor, turns: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+def conversation_pieces(processor, turns: Sequence[tuple[str, str]],
+                        end: str | None = None) -> list[tuple[str, str]]:
     """(prompt text, answer text) per turn of a conversation about one image (shown with the first
     question), such that their concatenation is the template's rendering of the conversation and
-    each answer text ends with the end-of-turn token."""
+    each answer text ends with the end-of-turn token (`end`, found from the template when not given)."""
     tokenizer = processor.tokenizer
     if _template(processor) is None:
         if len(turns) > 1:
             raise TemplateError("a processor without a chat template takes one question per image")
         question, answer = turns[0]
         return [(question, answer.strip() + tokenizer.eos_token)]
-    stops = [tokenizer.eos_token, end_of_turn_token(processor)]
+    stops = [tokenizer.eos_token, end if end is not None else end_of_turn_token(processor)]
     messages: list[dict] = []
     consumed, pieces = "", []
     for k, (question, answer) in enumerate(turns):
@@ -134,8 +136,9 @@ def tokenize_answer(tokenizer, text: str, stop_ids: Sequence[int]) -> list[int]:
 
 def encode_answers(processor, questions: Sequence[str], answers: Sequence[str]) -> list[list[int]]:
     """Answer token ids, each ending with the end-of-turn token (the model must learn to stop)."""
-    stops = stop_token_ids(processor)
-    return [tokenize_answer(processor.tokenizer, conversation_pieces(processor, [(q, a)])[0][1], stops)
+    end = end_of_turn_token(processor)
+    stops = stop_token_ids(processor, end)
+    return [tokenize_answer(processor.tokenizer, conversation_pieces(processor, [(q, a)], end)[0][1], stops)
             for q, a in zip(questions, answers)]
 
 
@@ -145,11 +148,19 @@ def prompt_inputs(processor, images: Sequence[Image.Image], questions: Sequence[
     tokens expanded, attention mask, pixel values and the family's other inputs: image sizes,
     grids, pixel masks, token types), padded on `padding_side`. Each prompt gets its own image list,
     the layout every family's processor reads as "one image per prompt"."""
+    return processor_inputs(processor, [[image] for image in images], [user_prompt(processor, q) for q in questions],
+                            padding_side)
+
+
+def processor_inputs(processor, images: Sequence[Sequence[Image.Image]], texts: Sequence[str],
+                     padding_side: str) -> dict[str, torch.Tensor]:
+    """The processor's model inputs for rendered `texts`, each with its own list of images (in the
+    order of its image tokens; the layout every family's processor reads per prompt)."""
     tokenizer = processor.tokenizer
-    texts = [user_prompt(processor, q) for q in questions]
     previous_side, tokenizer.padding_side = tokenizer.padding_side, padding_side
     try:
-        return dict(processor(images=[[image] for image in images], text=texts, padding=True, return_tensors="pt",
+        return dict(processor(images=[list(row) for row in images] if any(images) else None, text=list(texts),
+                              padding=True, return_tensors="pt",
                               add_special_tokens=add_special_tokens(tokenizer, texts)))
     finally:
         tokenizer.padding_side = previous_side
@@ -172,8 +183,9 @@ def encode_conversations(processor, images: Sequence[Image.Image],
     data is: the image comes with the first question; every answer is a target, the rest is not.
     Turn 1 is exactly what `encode_prompts` + `encode_answers` give."""
     tokenizer = processor.tokenizer
-    stops = stop_token_ids(processor)
-    all_pieces = [conversation_pieces(processor, turns) for turns in conversations]
+    end = end_of_turn_token(processor)
+    stops = stop_token_ids(processor, end)
+    all_pieces = [conversation_pieces(processor, turns, end) for turns in conversations]
     first = encode_prompts(processor, images, [turns[0][0] for turns in conversations])
     out = []
     for prompt_ids, pieces in zip(first, all_pieces):

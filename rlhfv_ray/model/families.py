@@ -44,8 +44,11 @@ def _unwrapped(model) -> nn.Module:
     return model
 
 
-def model_dtype(model):
-    return _unwrapped(model).dtype
+def to_model(tensors: dict[str, torch.Tensor], model) -> dict[str, torch.Tensor]:
+    """`tensors` on the model's device, floating-point ones (pixel values) in its dtype (bf16 on GPU)."""
+    base = _unwrapped(model)
+    return {k: v.to(base.device, base.dtype) if v.is_floating_point() else v.to(base.device)
+            for k, v in tensors.items()}
 
 
 def model_type(model) -> str:

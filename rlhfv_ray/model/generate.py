@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from rlhfv_ray.model.encoding import prompt_inputs, stop_token_ids
+from rlhfv_ray.model.families import to_model
 
 
 @dataclass(frozen=True)
@@ -25,12 +26,6 @@ class Generation:
     prompt_tokens: int
     completion_tokens: int
     finished: bool  # ended with eos (False: cut at max_new_tokens)
-
-
-def to_model(inputs: dict[str, torch.Tensor], model) -> dict[str, torch.Tensor]:
-    """`inputs` on the model's device, floating-point ones (pixel values) in its dtype."""
-    return {k: v.to(model.device, model.dtype) if v.is_floating_point() else v.to(model.device)
-            for k, v in inputs.items()}
 
 
 @torch.inference_mode()

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from rlhfv_ray.model.encoding import IGNORE_INDEX
-from rlhfv_ray.model.families import model_dtype
+from rlhfv_ray.model.families import to_model
 
 
 def token_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,9 +35,7 @@ def label_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tenso
 def forward_token_logps(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Run `model` (HF image-text-to-text, or a DeepSpeed engine around one) on every input of
     `batch` (`inputs.lm_batch`) and return the answer tokens' (logps, mask) as `token_logps` does."""
-    dtype = model_dtype(model)  # pixel values in the model's dtype (bf16 on GPU)
-    inputs = {k: v.to(dtype) if v.is_floating_point() else v for k, v in batch.items() if k != "labels"}
-    outputs = model(**inputs, use_cache=False)
+    outputs = model(**to_model({k: v for k, v in batch.items() if k != "labels"}, model), use_cache=False)
     return token_logps(outputs.logits, batch["labels"])
 
 

@@ -24,8 +24,8 @@ import torch
 
 from rlhfv_ray.images import decode_image
 from rlhfv_ray.model.encoding import IGNORE_INDEX, build_lm_batch, pad_right, prompt_inputs
-from rlhfv_ray.model.families import (TOKEN_ALIGNED_KEYS, answer_positions, generated_token_type, model_dtype,
-                                      prompt_positions, uses_shared_prompt)
+from rlhfv_ray.model.families import (TOKEN_ALIGNED_KEYS, answer_positions, generated_token_type, prompt_positions,
+                                      to_model, uses_shared_prompt)
 from rlhfv_ray.model.inputs import PromptMismatchError, check_prompts, extend_per_token, split_prompt_inputs
 from rlhfv_ray.model.logprobs import PairLogps, label_logps, token_logps
 
@@ -82,9 +82,7 @@ def pair_batch(rows: dict, processor) -> dict[str, torch.Tensor]:
 
 def _image_inputs(batch: dict, model) -> dict[str, torch.Tensor]:
     """The batch's image inputs, pixel values in the model's dtype (bf16 on GPU)."""
-    dtype = model_dtype(model)
-    return {k[len(IMAGE_PREFIX):]: v.to(dtype) if v.is_floating_point() else v
-            for k, v in batch.items() if k.startswith(IMAGE_PREFIX)}
+    return to_model({k[len(IMAGE_PREFIX):]: v for k, v in batch.items() if k.startswith(IMAGE_PREFIX)}, model)
 
 
 def _side_inputs(batch: dict, name: str) -> dict[str, torch.Tensor]:

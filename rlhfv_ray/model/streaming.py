@@ -27,8 +27,9 @@ from PIL import Image
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from rlhfv_ray.model.encoding import add_special_tokens, stop_token_ids
-from rlhfv_ray.model.generate import Generation, GenerationSettings, to_model
+from rlhfv_ray.model.encoding import processor_inputs, stop_token_ids
+from rlhfv_ray.model.families import to_model
+from rlhfv_ray.model.generate import Generation, GenerationSettings
 
 _END = object()
 
@@ -42,15 +43,7 @@ class StreamStep:
 def batch_inputs(processor, images: Sequence[Sequence[Image.Image]], prompts: Sequence[str]) -> dict[str, torch.Tensor]:
     """Left-padded model inputs for rendered prompts (chat template applied), one list of images
     per prompt in the order of its image tokens. Same tokenization as `generate.generate`."""
-    tokenizer = processor.tokenizer
-    nested = [list(row) for row in images] if any(images) else None  # each prompt's own images
-    previous_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"  # generation appends on the right
-    try:
-        return dict(processor(images=nested, text=list(prompts), padding=True, return_tensors="pt",
-                              add_special_tokens=add_special_tokens(tokenizer, prompts)))
-    finally:
-        tokenizer.padding_side = previous_side
+    return processor_inputs(processor, images, prompts, padding_side="left")  # generation appends on the right
 
 
 class _QueueStreamer(BaseStreamer):
