@@ -98,7 +98,8 @@ def measure_ddpo(model: Path, shards: Path, work: Path, workers: int, cpus: int,
         "checkpoint": {"storage_path": str(work / "ray_results"), "every_steps": 10_000},
         "log_every": args.log_every})
     load = os.getloadavg()[0]
-    result = median_examples_per_s(run_train(config) / "metrics.jsonl")
+    run_train(config)
+    result = median_examples_per_s(Path(config.out) / "metrics.jsonl")
     return {"pairs_per_s": result["pairs_per_s"], "windows": result["windows"], "load_1min": load}
 
 

@@ -66,7 +66,8 @@ def measure(name: str, model: Path, data: str, workers: int, steps: int, work: P
         "checkpoint": {"storage_path": str(work / "ray_results"), "every_steps": 10_000},
         "log_every": 1, "run_name": f"bench-memory-{name}-{workers}w", **RUNS[name],
     })
-    out = run_sft(config)
+    run_sft(config)
+    out = Path(config.out)
     last = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]
     keys = ("param_gib", "optimizer_gib", "peak_rss_gib")
     return {"run": name, "workers": workers, **{k: round(last[k], 4) for k in keys},

@@ -1,5 +1,5 @@
 """Shard pipeline throughput (pairs/s) with 1 and 2 reference actors side by side, the alignment step
-alone, and the DDPO trainer's consumption rate for comparison (issue 3).
+alone, and the DDPO trainer's consumption rate for comparison.
 
     python benchmarks/pipeline_throughput.py [--model DIR] [--pairs 400] [--scale 4] [--repeats 3]
         [--ddpo-metrics RUN/metrics.jsonl] [--feedback FEEDBACK_DIR [--feedback-only]]
@@ -165,7 +165,8 @@ def measure_ddpo(model: Path, shards: Path, work: Path, steps: int) -> dict:
         # no checkpoint inside the run: its time would land in the next step's window
         "checkpoint": {"storage_path": str(work / "ray_results"), "every_steps": 10_000},
         "log_every": 1})
-    out = run_train(config)
+    run_train(config)
+    out = Path(config.out)
     result = median_examples_per_s(out / "metrics.jsonl")
     result.update(source="short DDPO run in this benchmark", workers=2, cpus_per_worker=1, steps=steps,
                   global_batch_size=8, micro_batch_size=4, metrics="(temporary)")

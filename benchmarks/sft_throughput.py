@@ -46,7 +46,8 @@ def measure(model: Path, data: str, workers: int, steps: int, work: Path) -> dic
         "checkpoint": {"storage_path": str(work / "ray_results"), "every_steps": 10_000},
         "log_every": 5, "run_name": f"bench-sft-{workers}w",
     })
-    out = run_sft(config)
+    run_sft(config)
+    out = Path(config.out)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][1:]
     return {"workers": workers, "cpus_per_worker": cpus, "steps": steps,
             "tokens_per_s": statistics.median(r["tokens_per_s"] for r in records),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from rlhfv_ray.config import StrictModel
 
@@ -19,7 +20,10 @@ def init_ray(config: RayConfig) -> None:
     """Connect to the cluster named by `config.address` or RAY_ADDRESS (what `ray job submit`
     sets), or start a local Ray capped at `config.num_cpus`."""
     import ray
+    import ray.data
 
+    if not sys.stderr.isatty():  # progress bars redrawn line by line flood a log file
+        ray.data.DataContext.get_current().enable_progress_bars = False
     if ray.is_initialized():
         return
     address = config.address or os.environ.get("RAY_ADDRESS")

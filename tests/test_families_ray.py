@@ -8,6 +8,7 @@ checkpointing, the plain pair forward)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -57,7 +58,8 @@ def test_shards_and_two_ddpo_steps(name, ray_session, family_checkpoint, tmp_pat
         "scaling": {"num_workers": 2, "cpus_per_worker": 1},
         "optim": {"lr": 1e-3, "warmup_steps": 0, "max_steps": 2, "global_batch_size": 4, "micro_batch_size": 2},
         "checkpoint": {"storage_path": str(tmp_path / "ray_results")}, "log_every": 1, **RUNS[name]})
-    out = run_train(config)
+    run_train(config)
+    out = Path(config.out)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2]
     assert records[0]["loss"] == pytest.approx(0.6931, abs=2e-3)  # the policy starts at the reference
@@ -112,12 +114,13 @@ def test_sft_of_another_family(ray_session, family_checkpoint, tiny_scene_data, 
     """`rlhfv sft` on a Qwen3-VL checkpoint: multi-turn conversations through its chat template."""
     from rlhfv_ray.training.sft import SFTConfig, run_sft
 
-    out = run_sft(SFTConfig.model_validate({
+    run_sft(SFTConfig.model_validate({
         "model": str(family_checkpoint("qwen3_vl")), "out": str(tmp_path / "sft"),
         "data": str(tiny_scene_data / "sft" / "corpus.parquet"), "run_name": "sft-qwen3_vl",
         "scaling": {"num_workers": 2, "cpus_per_worker": 1},
         "optim": {"max_steps": 2, "warmup_steps": 0, "global_batch_size": 4, "micro_batch_size": 2},
         "checkpoint": {"storage_path": str(tmp_path / "ray_results")}, "log_every": 1}))
+    out = tmp_path / "sft"
     summary = json.loads((out / "sft_summary.json").read_text())
     assert summary["read"] == summary["used"] > 0 and summary["rejected"] == 0
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

@@ -2,6 +2,7 @@
 inline images) -> Ray Data validation -> Ray Train TorchTrainer -> DeepSpeed -> save_pretrained."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -54,7 +55,8 @@ def test_sft_reads_llava_json_and_parquet_trains_checkpoints_and_exports(ray_ses
         "checkpoint": {"storage_path": str(tmp_path / "ray_results"), "every_steps": 2},
         "log_every": 1,
     })
-    out = run_sft(config)
+    run_sft(config)
+    out = Path(config.out)
 
     summary = json.loads((out / "sft_summary.json").read_text())
     assert summary["read"] == 6 + len(rejects) + 80  # 40 captions + 40 VQA conversations

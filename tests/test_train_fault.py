@@ -5,6 +5,7 @@ finishes the configured steps; the model ends where an uninterrupted run of the 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import signal
 import threading
 import time
@@ -71,7 +72,8 @@ def test_killed_worker_resumes_from_checkpoint_and_matches_an_uninterrupted_run(
     killer = threading.Thread(target=kill_a_worker_after,
                               args=(tmp_path / "ddpo-killed" / "metrics.jsonl", KILL_AFTER_STEP, killed), daemon=True)
     killer.start()
-    interrupted = run_train(interrupted_config)
+    run_train(interrupted_config)
+    interrupted = Path(interrupted_config.out)
     killer.join(timeout=5)
     assert killed, "no training worker was found to kill"
 
@@ -85,7 +87,9 @@ def test_killed_worker_resumes_from_checkpoint_and_matches_an_uninterrupted_run(
     assert (after[0] - 1) % interrupted_config.checkpoint.every_steps == 0, steps
     assert after == list(range(after[0], STEPS + 1)), steps
 
-    uninterrupted = run_train(ddpo_config(tiny_model_dir, tiny_shards, tmp_path, "ddpo-whole", steps=STEPS))
+    whole_config = ddpo_config(tiny_model_dir, tiny_shards, tmp_path, "ddpo-whole", steps=STEPS)
+    run_train(whole_config)
+    uninterrupted = Path(whole_config.out)
     start = chosen_minus_rejected(tiny_model_dir, tiny_shards)
     moved_whole = chosen_minus_rejected(uninterrupted, tiny_shards) - start
     moved_killed = chosen_minus_rejected(interrupted, tiny_shards) - start

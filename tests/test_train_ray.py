@@ -1,6 +1,7 @@
 """DDPO through the real stack: shards -> Ray Train (2 workers, DeepSpeed ZeRO-2, gloo) -> save_pretrained."""
 
 import json
+from pathlib import Path
 
 import pytest
 from transformers import AutoModelForImageTextToText
@@ -27,7 +28,10 @@ def metrics(out) -> list[dict]:
 
 
 def test_ddpo_trains_on_two_workers_and_exports(tiny_shards, tiny_model_dir, tmp_path):
-    out = run_train(ddpo_config(tiny_model_dir, tiny_shards, tmp_path, "ddpo-2w"))
+    tracking = {"mlflow": True, "mlflow_tracking_uri": str(tmp_path / "mlruns"), "tensorboard": True}
+    config = ddpo_config(tiny_model_dir, tiny_shards, tmp_path, "ddpo-2w", tracking=tracking)
+    result = run_train(config)
+    out = Path(config.out)
     records = metrics(out)
     assert [r["step"] for r in records] == [1, 2, 3, 4]
     for key in ("loss", "reward_accuracy", "chosen_reward", "rejected_reward", "reward_margin",
@@ -39,6 +43,29 @@ def test_ddpo_trains_on_two_workers_and_exports(tiny_shards, tiny_model_dir, tmp
     assert 0 < records[-1]["corrected_token_share"] < 0.2
     AutoModelForImageTextToText.from_pretrained(out)
     assert (out / RESOLVED_CONFIG_NAME).exists()
+    losses = [(r["step"], pytest.approx(r["loss"])) for r in records]
+    # Ray Train's Result has the loss curve: every step was reported (checkpoints only every 2)
+    frame = result.metrics_dataframe
+    assert list(zip(frame["step"], frame["loss"])) == losses and frame["done"].fillna(False).tolist()[-1]
+    assert_tracked(tmp_path / "mlruns", out / "tensorboard", losses)
+
+
+def assert_tracked(mlruns, tensorboard_dir, losses):
+    """The MLflow run and the TensorBoard events, read back with the libraries' own readers."""
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from rlhfv_ray.training.tracking import mlflow_uri
+
+    client = MlflowClient(mlflow_uri(str(mlruns)))
+    [run] = client.search_runs([client.get_experiment_by_name("rlhfv").experiment_id])
+    assert run.info.run_name == "ddpo-2w" and run.info.status == "FINISHED"
+    assert run.data.params["ddpo.gamma"] == "5.0" and run.data.params["optim.max_steps"] == "4"
+    assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss")] == losses
+    events = EventAccumulator(str(tensorboard_dir))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("ddpo/loss")] == [(s, pytest.approx(v.expected, rel=1e-6))
+                                                                       for s, v in losses]
 
 
 def test_max_pairs_keeps_the_first_pairs_in_shard_file_order(tiny_shards, tiny_model_dir, tmp_path):

@@ -13,6 +13,7 @@ rejected with a reason (`validate_conversation`, and `too_long` after tokenizing
 
 from __future__ import annotations
 
+import logging
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,8 @@ from rlhfv_ray.config import StrictModel
 from rlhfv_ray.data.records import checked_image
 from rlhfv_ray.data.sources import OK, Paths, RowError, account, parse_raw, read_rows, reject
 from rlhfv_ray.images import DEFAULT_MAX_PIXELS
+
+logger = logging.getLogger(__name__)
 
 IMAGE_MARKER = "<image>"
 USER_ROLES = ("human", "user")
@@ -155,7 +158,7 @@ def prepare_conversations(data: ConversationData, model_path: str, out_dir: str 
         batch_size=64, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=1)).materialize()
     summary = {**account(prepared, out_dir, f"{name}_rejects.parquet"), "data": data.data}
     (Path(out_dir) / f"{name}_summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"{name} data: read {summary['read']}, used {summary['used']}, rejected {summary['rejected']} "
+    logger.info(f"{name} data: read {summary['read']}, used {summary['used']}, rejected {summary['rejected']} "
           f"{summary['rejects_by_reason']}")
     if not summary["used"]:
         raise ValueError(f"no usable rows in {data.data} (all {summary['read']} rejected: "

@@ -14,6 +14,7 @@ read = rejected + pairs + correct (the annotator found nothing wrong) + awaiting
 
 from __future__ import annotations
 
+import logging
 import hashlib
 import json
 from collections import Counter
@@ -32,6 +33,8 @@ from rlhfv_ray.images import DEFAULT_MAX_PIXELS, decode_image
 from rlhfv_ray.model.compute import ComputeSettings
 from rlhfv_ray.plugins import ANNOTATORS, resolve
 from rlhfv_ray.ray_runtime import RayConfig
+
+logger = logging.getLogger(__name__)
 
 FEEDBACK_FILE, AWAITING_FILE, PROMPT_REJECTS = "feedback.parquet", "awaiting.parquet", "prompt_rejects.parquet"
 PROMPT_COLUMNS = ["id", "idx", "image", "text", "conversations", "meta"]
@@ -216,7 +219,7 @@ def collect_feedback(config: FeedbackConfig) -> dict:
         part = frame[frame["status"] == status] if len(frame) else empty
         write_rlhfv_parquet(to_rlhfv(part), out / name)
     (out / "stats.json").write_text(json.dumps(stats, indent=2))
-    print(f"collect-feedback: {counts['read']} prompts ({counts['rejected']} rejected); "
+    logger.info(f"collect-feedback: {counts['read']} prompts ({counts['rejected']} rejected); "
           f"{stats.get('pairs', 0)} pairs, {stats.get('correct', 0)} correct, {stats.get('awaiting', 0)} awaiting; "
           f"{stats.get('words_per_answer', 0):.1f} words and {stats.get('corrected_segments_per_answer', 0):.2f} "
           f"corrected segments per pair (paper: 64.4, 2.65)")

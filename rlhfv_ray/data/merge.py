@@ -10,6 +10,7 @@ JSON, is counted and listed with its reason.
 
 from __future__ import annotations
 
+import logging
 import json
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from pydantic import Field
 from rlhfv_ray.config import StrictModel
 from rlhfv_ray.data.feedback import FEEDBACK_FILE, write_rlhfv_parquet
 from rlhfv_ray.data.sources import Paths, read_local_rows
+
+logger = logging.getLogger(__name__)
 
 STILL_AWAITING, UNMATCHED = "still_awaiting.parquet", "unmatched_corrections.jsonl"
 
@@ -69,5 +72,5 @@ def merge_corrections(config: MergeConfig) -> dict:
     stats = {"answers": len(answers), "pairs": len(pairs), "correct": correct, "still_awaiting": len(still),
              "unmatched_corrections": len(corrections), "malformed_corrections": len(malformed)}
     (out / "merge_stats.json").write_text(json.dumps(stats, indent=2))
-    print(f"merge-corrections: {stats}")
+    logger.info(f"merge-corrections: {stats}")
     return stats

@@ -187,6 +187,6 @@ def build_shards(config: ShardConfig) -> dict:
         "input": config.input,
     }
     (out / MANIFEST_NAME).write_text(json.dumps(summary, indent=2))
-    print(f"build-shards: read {counts['read']}, sharded {sharded}, rejected {counts['rejected']} "
+    log.info(f"build-shards: read {counts['read']}, sharded {sharded}, rejected {counts['rejected']} "
           f"{counts['rejects_by_reason']}")
     return summary

@@ -3,6 +3,7 @@ language model pretrained on scenes as bags of words, projector aligned to it), 
 
 from __future__ import annotations
 
+import logging
 import json
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from rlhfv_ray.scene_world.language_pretrain import LanguagePretrainConfig, pret
 from rlhfv_ray.scene_world.vision_pretrain import VisionPretrainConfig, pretrain_vision_tower
 from rlhfv_ray.scene_world.grammar import world_texts
 from rlhfv_ray.scene_world.spec import WorldParams
+
+logger = logging.getLogger(__name__)
 
 
 class BuildModelSection(StrictModel):
@@ -44,7 +47,7 @@ def world_tokenizer(vocab_size: int):
     return train_tokenizer(texts + [" " + t for t in texts], vocab_size)
 
 
-def build_initial_model(config: BuildModelConfig, log=print) -> dict:
+def build_initial_model(config: BuildModelConfig, log=logger.info) -> dict:
     torch.manual_seed(config.seed)
     tokenizer = world_tokenizer(config.spec.tokenizer_vocab_size)
     processor = build_processor(tokenizer, config.spec)

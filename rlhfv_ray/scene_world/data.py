@@ -12,6 +12,7 @@ the pipeline reads them through the same public paths (`rlhfv sft --data`, `coll
 
 from __future__ import annotations
 
+import logging
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -27,6 +28,8 @@ from rlhfv_ray.scene_world.grammar import DESCRIPTION_PROMPTS
 from rlhfv_ray.scene_world.render import image_to_png_bytes, render_scene
 from rlhfv_ray.scene_world.scene import ObjectGroup, Scene, sample_scene
 from rlhfv_ray.scene_world.spec import WorldParams, split_seed
+
+logger = logging.getLogger(__name__)
 
 SFT_DIR, PROMPTS_FILE, COCO_DIR = "sft", "prompts/feedback.parquet", "coco"
 CORPUS_FILE, VQA_FILE = "corpus.parquet", "vqa.parquet"
@@ -110,6 +113,6 @@ def write_scene_data(config: SceneDataConfig) -> dict:
         scenes = [sample_scene(split_seed("benchmark", i), config.world) for i in range(config.coco_scenes)]
         export_coco(scenes, config.world.image_size, Path(config.out) / COCO_DIR)
         stats["coco_scenes"] = config.coco_scenes
-    print(f"scene-data: {stats['sft']['captions']} captions, {stats['sft']['vqa_conversations']} VQA "
+    logger.info(f"scene-data: {stats['sft']['captions']} captions, {stats['sft']['vqa_conversations']} VQA "
           f"conversations, {stats['prompts']} feedback prompts in {config.out}")
     return stats

@@ -24,6 +24,7 @@ Only clean text is seen here: the web-text noise that teaches hallucination come
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import time
@@ -41,6 +42,8 @@ from rlhfv_ray.scene_world.render import render_scene
 from rlhfv_ray.scene_world.scene import Scene, sample_scene
 from rlhfv_ray.scene_world.spec import COLS, NUMBER_WORDS, OBJECT_CLASSES, ROWS, WorldParams, split_seed
 from rlhfv_ray.scene_world.tiny_llava import pixel_values
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -164,7 +167,7 @@ def _conversations(scenes: list[Scene], n: int, seed: int) -> list[list[tuple[st
 
 
 def pretrain_language_model(model, processor, params: WorldParams, config: LanguagePretrainConfig,
-                            log=print) -> dict:
+                            log=logger.info) -> dict:
     """Train the decoder on bag-of-words scenes, then the projector on vision features; in place."""
     torch.manual_seed(config.seed)
     tokenizer = processor.tokenizer
@@ -205,7 +208,7 @@ def pretrain_language_model(model, processor, params: WorldParams, config: Langu
     return metrics
 
 
-def align_projector(model, processor, params: WorldParams, config: LanguagePretrainConfig, log=print) -> dict:
+def align_projector(model, processor, params: WorldParams, config: LanguagePretrainConfig, log=logger.info) -> dict:
     """LLaVA stage 1: the projector maps cell features onto the bag-of-words embeddings (MSE)."""
     started = time.perf_counter()
     scenes = [sample_scene(split_seed("sft", config.scenes + i), params) for i in range(config.align_scenes)]

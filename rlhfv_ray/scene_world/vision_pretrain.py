@@ -8,6 +8,7 @@ the same hidden layer LLaVA reads (`vision_feature_layer=-1`). The heads are thr
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -19,6 +20,8 @@ from rlhfv_ray.scene_world.tiny_llava import pixel_values
 from rlhfv_ray.scene_world.render import render_scene
 from rlhfv_ray.scene_world.scene import sample_scene
 from rlhfv_ray.scene_world.spec import COLORS, COLS, MAX_COUNT, OBJECT_CLASSES, ROWS, SCENE_TYPES, WorldParams, split_seed
+
+logger = logging.getLogger(__name__)
 
 CLASS_INDEX = {c.name: i + 1 for i, c in enumerate(OBJECT_CLASSES)}  # 0 = empty cell
 COLOR_INDEX = {name: i for i, name in enumerate(COLORS)}
@@ -61,7 +64,7 @@ def _features(vision_tower, pixels: torch.Tensor) -> torch.Tensor:
 
 
 def pretrain_vision_tower(vision_tower, processor, params: WorldParams, config: VisionPretrainConfig,
-                          log=print) -> dict:
+                          log=logger.info) -> dict:
     """Train `vision_tower` in place; returns held-out per-cell accuracies."""
     torch.manual_seed(config.seed)
     n_eval = max(config.scenes // 10, 64)

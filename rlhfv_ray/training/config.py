@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from rlhfv_ray.config import StrictModel
 from rlhfv_ray.training.lora import LoraSettings
+from rlhfv_ray.training.tracking import TrackingSettings
 
 
 class OptimConfig(StrictModel):
@@ -48,7 +49,8 @@ class TrainSection(StrictModel):
     scaling: ScalingSettings = ScalingSettings()
     deepspeed: DeepSpeedSettings = DeepSpeedSettings()
     checkpoint: CheckpointSettings = CheckpointSettings()
-    log_every: int = Field(10, gt=0)
+    log_every: int = Field(10, gt=0)  # steps between logged records (metrics.jsonl, ray.train.report, trackers)
+    tracking: TrackingSettings = TrackingSettings()
     seed: int = 0
     freeze_vision_tower: bool = True  # LLaVA-1.5 trains projector + LLM; the vision tower stays frozen
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more compute

@@ -4,7 +4,9 @@ Each Ray Train worker: builds a DeepSpeed engine, restores the latest checkpoint
 one over (a restarted worker group, or a rerun of the same run name), streams its split of the
 "train" dataset with `iter_torch_batches`, and every `checkpoint.every_steps` optimizer steps
 saves its DeepSpeed shard and reports it through `ray.train.report` (Ray merges the shards of all
-workers into one checkpoint directory). The last report carries the `save_pretrained` model.
+workers into one checkpoint directory). The last report carries the `save_pretrained` model. Every
+`log_every` steps the metrics, averaged over ranks, go to `ray.train.report` and rank 0's sinks
+(`tracking.py`).
 
 The data position survives restarts: the checkpoint records the epoch and the number of micro
 batches consumed in it; a resumed worker skips that many batches of the (seeded) epoch order.
@@ -23,6 +25,7 @@ import torch
 
 from rlhfv_ray.training.config import TrainSection
 from rlhfv_ray.training.memory import worker_memory
+from rlhfv_ray.training.tracking import MetricsWriter
 from rlhfv_ray.training.engine import export_pretrained, initialize_engine, load_engine_checkpoint, save_engine_checkpoint
 
 MODEL_SUBDIR = "model"
@@ -52,37 +55,6 @@ class TrainState:
     micro_in_epoch: int = 0  # micro batches of `epoch` already consumed
 
 
-class MetricsWriter:
-    """Rank 0 appends one JSON object per log step to `path` and drives a Ray progress bar."""
-
-    def __init__(self, path: str | None, total_steps: int, initial_step: int, desc: str, enabled: bool):
-        self.enabled = enabled
-        self.desc = desc
-        self.path = Path(path) if path and enabled else None
-        self.bar = None
-        if enabled:
-            from ray.experimental.tqdm_ray import tqdm
-
-            self.bar = tqdm(total=total_steps, desc=desc)
-            self.bar.update(initial_step)
-        if self.path:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-
-    def write(self, record: dict, advance: int) -> None:
-        if not self.enabled:
-            return
-        if self.path:
-            with open(self.path, "a") as handle:
-                handle.write(json.dumps(record) + "\n")
-        shown = " ".join(f"{k}={record[k]:.4f}" for k in ("loss", "reward_accuracy") if k in record)
-        self.bar.set_description(f"{self.desc} {shown}")
-        self.bar.update(advance)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def _mean_across_ranks(values: dict[str, float], device) -> dict[str, float]:
     if not torch.distributed.is_initialized() or torch.distributed.get_world_size() == 1:
         return values
@@ -104,10 +76,14 @@ def _restore(engine) -> TrainState:
     return TrainState(**client["train_state"])
 
 
-def _report(engine, state: TrainState, metrics: dict, processor=None) -> None:
-    """Collective: every rank saves its shard (and rank 0 the HF model when `processor` is given)."""
+def _report(engine, state: TrainState, metrics: dict, checkpoint: bool, processor=None) -> None:
+    """Collective: `metrics` to Ray Train; with `checkpoint`, every rank saves its shard (and rank 0
+    the HF model when `processor` is given)."""
     import ray.train
 
+    if not checkpoint:
+        ray.train.report(metrics)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         save_engine_checkpoint(engine, tmp, {"train_state": state.__dict__})
         if processor is not None:
@@ -118,7 +94,7 @@ def _report(engine, state: TrainState, metrics: dict, processor=None) -> None:
 
 
 def run_training(section: TrainSection, model: torch.nn.Module, processor, parts: LoopParts,
-                 metrics_path: str | None) -> None:
+                 out: str | None) -> None:
     """Train `model` for `section.optim.max_steps` optimizer steps inside a Ray Train worker."""
     import ray.train
     import ray.train.torch
@@ -132,10 +108,11 @@ def run_training(section: TrainSection, model: torch.nn.Module, processor, parts
     engine = initialize_engine(model.to(device), section)
     state = _restore(engine)
     shard = ray.train.get_dataset_shard("train")
-    writer = MetricsWriter(metrics_path, section.optim.max_steps, state.step, parts.name, enabled=rank == 0)
+    writer = MetricsWriter(out, section.tracking, context.get_experiment_name(), section.model_dump(mode="json"),
+                           parts.name, section.optim.max_steps, state.step, enabled=rank == 0)
     window: dict[str, list[float]] = {}
     window_started, window_examples, window_tokens = time.perf_counter(), 0, 0
-    last_logged = state.step
+    record: dict | None = None
     engine.train()
     while state.step < section.optim.max_steps:
         batches = shard.iter_torch_batches(
@@ -160,7 +137,8 @@ def run_training(section: TrainSection, model: torch.nn.Module, processor, parts
             if not boundary:
                 continue
             state.step += 1
-            if state.step % section.log_every == 0 or state.step == section.optim.max_steps:
+            logged = state.step % section.log_every == 0 or state.step == section.optim.max_steps
+            if logged:
                 elapsed = time.perf_counter() - window_started
                 means = {k: sum(v) / len(v) for k, v in window.items()}
                 record = _mean_across_ranks({**means, **worker_memory(engine)}, device)
@@ -168,13 +146,13 @@ def run_training(section: TrainSection, model: torch.nn.Module, processor, parts
                               examples_per_s=window_examples * context.get_world_size() / max(elapsed, 1e-9))
                 if parts.count_tokens is not None:  # this rank's tokens, scaled like examples
                     record["tokens_per_s"] = window_tokens * context.get_world_size() / max(elapsed, 1e-9)
-                writer.write(record, state.step - last_logged)
-                last_logged = state.step
+                writer.write(record)
                 window, window_started, window_examples, window_tokens = {}, time.perf_counter(), 0, 0
-            if state.step % section.checkpoint.every_steps == 0 and state.step < section.optim.max_steps:
-                _report(engine, state, {"step": state.step})
             if state.step >= section.optim.max_steps:
-                break
+                break  # the last report, below, carries the last record
+            save = state.step % section.checkpoint.every_steps == 0
+            if logged or save:
+                _report(engine, state, record if logged else {"step": state.step}, checkpoint=save)
         else:
             state.epoch += 1
             state.micro_in_epoch = 0
@@ -182,4 +160,4 @@ def run_training(section: TrainSection, model: torch.nn.Module, processor, parts
                 raise RuntimeError("the training dataset yielded no full micro batch: it is smaller than "
                                    f"micro_batch_size x workers ({section.optim.micro_batch_size})")
     writer.close()
-    _report(engine, state, {"step": state.step, "done": True}, processor=processor)
+    _report(engine, state, {**(record or {}), "step": state.step, "done": True}, checkpoint=True, processor=processor)

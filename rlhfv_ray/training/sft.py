@@ -9,7 +9,6 @@ rejected) and metrics beside it.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 
@@ -53,21 +52,20 @@ def sft_worker(config_dict: dict) -> None:
     """Ray Train worker entry point: rebuild the typed config, build parts, run the shared loop."""
     from rlhfv_ray.training.loop import LoopParts, run_training
     from rlhfv_ray.training.policy import load_policy
-    from rlhfv_ray.training.trainer import METRICS_FILE
 
     config = SFTConfig.model_validate(config_dict)
     model, processor = load_policy(config, config.model)
     parts = LoopParts("sft", sft_loss, make_sft_collate(processor),
                       count_tokens=lambda batch: int(batch["attention_mask"].sum()))
-    run_training(config, model, processor, parts, metrics_path=str(Path(config.out) / METRICS_FILE))
+    run_training(config, model, processor, parts, out=config.out)
 
 
-def run_sft(config: SFTConfig) -> Path:
-    """Read and check the data, train on Ray Train, and write the model to `config.out`."""
+def run_sft(config: SFTConfig):
+    """Read and check the data, train on Ray Train, and write the model to `config.out`. Returns
+    Ray Train's Result (its `metrics_dataframe`: the logged records)."""
     from rlhfv_ray.training.trainer import fit_and_export, start_run
 
     expand_paths(config.data)  # a missing input is said before Ray starts
     out = start_run(config, config.out)
     dataset, _ = prepare_conversations(config.conversation_data(), config.model, out, "sft")
-    fit_and_export(sft_worker, config, {"train": dataset}, out, default_name="sft")
-    return out
+    return fit_and_export(sft_worker, config, {"train": dataset}, out, default_name="sft")

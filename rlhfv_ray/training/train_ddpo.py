@@ -9,7 +9,6 @@ shared loop with the DDPO loss. gamma = 1 gives vanilla DPO on the same pairs.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 
@@ -19,6 +18,8 @@ from rlhfv_ray.training.config import OptimConfig, TrainSection
 from rlhfv_ray.training.ddpo import DDPOParams, PairLogps, ddpo_loss
 from rlhfv_ray.training import rehearsal as rehearsal_lib
 from rlhfv_ray.training.rehearsal import RehearsalConfig, rehearsal_nll
+
+logger = logging.getLogger(__name__)
 
 
 DDPO_OPTIM = OptimConfig(lr=1e-5, warmup_steps=5, max_steps=100, global_batch_size=32, micro_batch_size=16)
@@ -91,11 +92,10 @@ def ddpo_worker(config_dict: dict) -> None:
     from rlhfv_ray.model.families import describe_pair_forward
     from rlhfv_ray.training.policy import load_policy
     from rlhfv_ray.training.loop import LoopParts, run_training
-    from rlhfv_ray.training.trainer import METRICS_FILE
 
     config = DDPOConfig.model_validate(config_dict)
     model, processor = load_policy(config, config.model)
-    logging.getLogger(__name__).info(describe_pair_forward(model))
+    logger.info(describe_pair_forward(model))
     pool = None
     if config.rehearsal.enabled:
         import ray.train
@@ -104,7 +104,7 @@ def ddpo_worker(config_dict: dict) -> None:
     parts = LoopParts("ddpo", make_ddpo_loss(config.ddpo, config.rehearsal.weight),
                       make_pair_collate(processor, pool, config.rehearsal.per_micro_batch, config.seed),
                       count_tokens=lambda b: int(b["chosen_attention_mask"].sum() + b["rejected_attention_mask"].sum()))
-    run_training(config, model, processor, parts, metrics_path=str(Path(config.out) / METRICS_FILE))
+    run_training(config, model, processor, parts, out=config.out)
 
 
 def load_shard_dataset(shards: str, model: str, max_pairs: int | None = None):
@@ -126,15 +126,17 @@ def load_shard_dataset(shards: str, model: str, max_pairs: int | None = None):
         dataset = ray.data.read_parquet(shard_files(shards)).materialize()
         available = dataset.count()  # from block metadata: no data is read
         if max_pairs >= available:
-            print(f"train: max_pairs={max_pairs} >= the {available} pairs of {shards}: using all of them")
+            logger.info(f"train: max_pairs={max_pairs} >= the {available} pairs of {shards}: using all of them")
             return dataset
-        print(f"train: using the first {max_pairs} of the {available} pairs of {shards}")
+        logger.info(f"train: using the first {max_pairs} of the {available} pairs of {shards}")
         return dataset.limit(max_pairs).materialize()
     finally:
         options.preserve_order = preserve_order
 
 
-def run_train(config: DDPOConfig) -> Path:
+def run_train(config: DDPOConfig):
+    """Train on the shards with Ray Train and write the model to `config.out`. Returns Ray Train's
+    Result (its `metrics_dataframe`: the logged records)."""
     from rlhfv_ray.training.trainer import fit_and_export, start_run
 
     from rlhfv_ray.data.conversations import prepare_conversations
@@ -144,5 +146,4 @@ def run_train(config: DDPOConfig) -> Path:
     if config.rehearsal.enabled:  # every worker draws from all of it: not split
         datasets[rehearsal_lib.DATASET], _ = prepare_conversations(
             config.rehearsal.conversation_data(), config.model, out, rehearsal_lib.DATASET)
-    fit_and_export(ddpo_worker, config, datasets, out, default_name="ddpo")
-    return out
+    return fit_and_export(ddpo_worker, config, datasets, out, default_name="ddpo")

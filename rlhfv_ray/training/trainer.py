@@ -10,9 +10,7 @@ from typing import Callable
 from rlhfv_ray.ray_runtime import init_ray
 from rlhfv_ray.training.config import TrainSection
 from rlhfv_ray.training.loop import MODEL_SUBDIR
-
-
-METRICS_FILE = "metrics.jsonl"
+from rlhfv_ray.training.tracking import METRICS_FILE, reported_metrics_callback
 
 
 def start_run(config, out: str) -> Path:
@@ -42,12 +40,18 @@ def storage_uri(path: str) -> str:
 
 def worker_config(config: TrainSection) -> dict:
     """The config as the workers get it: local paths made absolute, since Ray Train workers run in
-    their own working directory (rank 0 writes metrics under `out`; hub ids and URIs stay as they are)."""
+    their own working directory (rank 0 writes metrics under `out` and the trackers' directories;
+    hub ids and URIs stay as they are)."""
     values = config.model_dump(mode="json")
     for field in ("model", "shards", "out"):
         path = values.get(field)
         if path and "://" not in path and (field == "out" or Path(path).exists()):
             values[field] = str(Path(path).resolve())
+    tracking = values["tracking"]
+    for switch, field in (("mlflow", "mlflow_tracking_uri"), ("tensorboard", "tensorboard_dir")):
+        path = tracking[field]
+        if tracking[switch] and path and "://" not in path and not path.startswith("databricks"):
+            tracking[field] = str(Path(path).resolve())
     return values
 
 
@@ -55,7 +59,10 @@ def fit_and_export(worker_fn: Callable[[dict], None], config: TrainSection, data
                    default_name: str):
     """Run `worker_fn` on `config.scaling.num_workers` Ray Train workers; copy the final
     `save_pretrained` model (a LoRA run's adapter, and its merged model if asked) out of the last
-    checkpoint into `out`. Returns the Ray Train Result."""
+    checkpoint into `out`. Returns the Ray Train Result, its `metrics_dataframe` holding every
+    reported record (one per `log_every` steps)."""
+    import dataclasses
+
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -64,6 +71,7 @@ def fit_and_export(worker_fn: Callable[[dict], None], config: TrainSection, data
     if scaling.use_gpu:
         resources["GPU"] = 1
     run_name = getattr(config, "run_name", None) or default_run_name(default_name, config)
+    reported = reported_metrics_callback()
     trainer = TorchTrainer(
         worker_fn,
         train_loop_config=worker_config(config),
@@ -74,12 +82,14 @@ def fit_and_export(worker_fn: Callable[[dict], None], config: TrainSection, data
             storage_path=storage_uri(config.checkpoint.storage_path),
             failure_config=FailureConfig(max_failures=scaling.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=config.checkpoint.num_to_keep),
+            callbacks=[reported],
         ),
         datasets=datasets,
         dataset_config=DataConfig(datasets_to_split=["train"]),  # others (rehearsal) reach every worker whole
         torch_config=TorchConfig(backend="nccl" if scaling.use_gpu else "gloo"),
     )
     result = trainer.fit()
+    result = dataclasses.replace(result, metrics_dataframe=reported.dataframe())
     if result.checkpoint is None:
         raise RuntimeError(f"training run {run_name} finished without a checkpoint")
     with result.checkpoint.as_directory() as directory:
