@@ -2,7 +2,7 @@
 of preference pairs it was trained on, every size with the same optimizer steps (the same budget, as in
 the paper's curve; small sizes simply see their pairs for more epochs).
 
-    python benchmarks/ddpo_data_scaling.py --base runs/demo/base_model --shards runs/demo/shards \
+    python benchmarks/ddpo_data_scaling.py --base rlhfv_ray/scene_world/base_model --shards runs/demo/shards \
         [--sizes 100,200,400,800,1400] [--config configs/train_tiny.yaml] [--set optim.lr=1e-5 ...] \
         [--seed 0] [--eval-scenes 1000] [--out benchmarks/results/ddpo_data_scaling]
 

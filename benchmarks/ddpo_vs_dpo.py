@@ -1,7 +1,7 @@
 """DDPO against vanilla DPO over several data-order seeds (RLHF-V paper, Table 3), scored on the
 same benchmark scenes and compared scene by scene.
 
-    python benchmarks/ddpo_vs_dpo.py --base runs/demo/base_model --shards runs/demo/shards \
+    python benchmarks/ddpo_vs_dpo.py --base rlhfv_ray/scene_world/base_model --shards runs/demo/shards \
         [--seeds 0,1,2] [--gamma 5] [--config configs/train_tiny.yaml] [--set optim.lr=1e-5 ...] \
         [--eval-scenes 1000] [--out benchmarks/results/ddpo_vs_dpo]
 

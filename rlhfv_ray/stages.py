@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, Sequence, TypeVar
+from typing import Callable, Mapping, Sequence, TypeVar
 
 from pydantic import BaseModel
 
 STAGE_MARKER = "stage_done.json"
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 def config_digest(config: BaseModel) -> str:
@@ -41,7 +43,7 @@ def _run_id(out_dir: str | Path) -> str:
 
 
 def run_stage(name: str, config: BaseModel, out_dir: str | Path, action: Callable[[], T], reuse: bool,
-              log=print, upstream: Sequence[str | Path] = ()) -> tuple[T | None, float]:
+              log=logger.info, upstream: Sequence[str | Path] = ()) -> tuple[T | None, float]:
     """Run `action` unless `out_dir` holds a marker for the same config and the same runs of the
     `upstream` stages (the output dirs it reads); returns (result, seconds). A path in the config
     names an input, not its content: without `upstream`, an evaluation of a retrained model at the
@@ -64,3 +66,36 @@ def run_stage(name: str, config: BaseModel, out_dir: str | Path, action: Callabl
                                   "run_id": uuid.uuid4().hex}))
     log(f"[{name}] done in {seconds:.1f}s")
     return result, seconds
+
+
+def minutes(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class Progress:
+    """Elapsed time and an estimate of the time left over a known list of stages. `typical` holds
+    each stage's seconds on a reference machine; the estimate scales what is left by how fast this
+    machine ran the stages done so far (reused stages take no time and do not count)."""
+
+    def __init__(self, typical: Mapping[str, float]):
+        self.typical = dict(typical)
+        self.started = time.perf_counter()
+        self.done: dict[str, float] = {}  # stage -> seconds it took here (0: reused)
+
+    def remaining_seconds(self) -> float:
+        ran = {k: s for k, s in self.done.items() if s > 0}
+        speed = sum(ran.values()) / sum(self.typical[k] for k in ran) if ran else 1.0
+        return speed * sum(t for k, t in self.typical.items() if k not in self.done)
+
+    def elapsed_seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+    def line(self, stage: str) -> str:
+        """The line logged as `stage` starts: its place in the list, elapsed, the estimate left."""
+        index = list(self.typical).index(stage) + 1
+        return (f"[{index}/{len(self.typical)} {stage}] elapsed {minutes(self.elapsed_seconds())}, "
+                f"about {minutes(self.remaining_seconds())} left")
+
+    def finish(self, stage: str, seconds: float) -> None:
+        self.done[stage] = seconds

@@ -1,6 +1,6 @@
 """The Serve application: an HTTP ingress in front of autoscaling model replicas.
 
-    serve run serve_app.app:build model_path=runs/demo/base_model
+    serve run serve_app.app:build model_path=runs/demo/ddpo_model
     serve run serve_app/serve_config.yaml        # or: serve deploy serve_app/serve_config.yaml
 
 `build(args)` takes the typed `ServeArgs` (Serve validates the `args` mapping into it) and binds
