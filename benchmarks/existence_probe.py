@@ -15,7 +15,7 @@ cells every time (class-only scores on class-only cells: it has never seen the o
 - `mixture`: the build's pretraining conversations (language_pretrain._conversations);
 - `mixture+ramp`: the mixture, plus a batch of 32 ramped existence questions every step.
 
-Measured here (README "Figures"): existence leaves ln 2 only where the cells hold little besides
+Measured here (docs/experiments.md): existence leaves ln 2 only where the cells hold little besides
 the class; the ramp carries it to the full cells. At 1,000 steps the mixture+ramp is what the
 build's language pretraining now does (language_pretrain.existence_batch_size and the fade).
 """
