@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -26,6 +27,8 @@ def configure_logging(level: int = logging.INFO) -> None:
     # In a Ray Train worker: Ray Train logs each report (the whole metrics dict) at INFO, one line
     # per rank every `log_every` steps beside this library's progress line. Its logger is named
     # after the module's file.
+    # torch warns at every ZeRO step that DeepSpeed calls a deprecated collective: not ours to fix
+    warnings.filterwarnings("ignore", message=r".*all_gather_into_tensor.*deprecated", category=FutureWarning)
     context = sys.modules.get("ray.train.v2._internal.execution.context")
     if context is not None:
         logging.getLogger(context.__file__).setLevel(logging.WARNING)
