@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 export DS_ACCELERATOR ?= $(shell nvidia-smi >/dev/null 2>&1 && echo cuda || echo cpu)
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: install demo test bench clean
+.PHONY: install browser demo test bench clean
 
 install: $(STAMP)
 
@@ -26,7 +26,15 @@ $(STAMP): pyproject.toml Makefile
 demo: install
 	$(BIN)/rlhfv demo --config configs/demo_tiny.yaml
 
-test: install
+# The correction page's tests drive a real browser: Debian's Chromium and its driver (root installs
+# them; elsewhere ask your admin for `chromium` and `chromium-driver`).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver \
+	    >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends chromium chromium-driver >/dev/null; }; }
+
+test: install browser
 	$(BIN)/python -m pytest -q --durations=15 tests
 
 bench: install

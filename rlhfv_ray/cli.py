@@ -35,6 +35,14 @@ JOBS: dict[str, Job] = {
         "merge human corrections of exported answers into RLHF-V pairs",
         "rlhfv_ray.data.merge:MergeConfig", "rlhfv_ray.data.merge:merge_corrections",
         None, {"--answers": "answers", "--corrections": "corrections", "--out": "out"}),
+    "annotate": Job(
+        "the correction page for human annotators (SQLite; tasks from collect-feedback --annotator export)",
+        "rlhfv_ray.annotation.app:AnnotateConfig", "rlhfv_ray.annotation.app:serve",
+        None, {"--tasks": "tasks", "--db": "db", "--port": "port"}),
+    "export-corrections": Job(
+        "the annotation database's submitted corrections as RLHF-V pairs for build-shards",
+        "rlhfv_ray.annotation.export:ExportConfig", "rlhfv_ray.annotation.export:export_corrections",
+        None, {"--db": "db", "--out": "out"}),
     "build-shards": Job(
         "RLHF-V records -> validated, segment-aligned shards with reference log-probs (Ray Data)",
         "rlhfv_ray.data.pipeline:ShardConfig", "rlhfv_ray.data.pipeline:build_shards",
