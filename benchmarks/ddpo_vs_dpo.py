@@ -1,12 +1,14 @@
-"""DDPO against vanilla DPO over several data-order seeds (RLHF-V paper, Table 3), scored on the
-same benchmark scenes and compared scene by scene.
+"""DDPO against vanilla DPO over several data-order seeds (RLHF-V paper, Table 3), and against SFT on
+the corrected answers alone (`--variants ddpo,dpo,sft`: does the preference term earn its place?),
+scored on the same benchmark scenes and compared scene by scene.
 
     python benchmarks/ddpo_vs_dpo.py --base rlhfv_ray/scene_world/base_model --shards runs/demo/shards \
         [--seeds 0,1,2] [--gamma 5] [--config configs/train_tiny.yaml] [--set optim.lr=1e-5 ...] \
-        [--eval-scenes 1000] [--out benchmarks/results/ddpo_vs_dpo]
+        [--eval-scenes 1000] [--variants ddpo,dpo] [--out benchmarks/results/ddpo_vs_dpo]
 
-For each seed: DDPO (`ddpo.gamma` = --gamma) and vanilla DPO (gamma 1), otherwise the same config,
-pairs and budget, into OUT/models/{ddpo,dpo}_seedS, each evaluated into OUT/eval/.... One demo run
+For each seed and variant, otherwise the same config, pairs and budget, into OUT/models/NAME_seedS,
+each evaluated into OUT/eval/...: `ddpo` (`ddpo.gamma` = --gamma), `dpo` (gamma 1), `sft` (the
+config's SFT term on the chosen answers alone: `ddpo.preference_weight` 0). One demo run
 differs from the next by Ray Data's split of the pairs across workers (about ±0.005), and the
 benchmark's own sampling error is larger still (±0.03 at 95% on 1000 scenes), so the comparison is
 the paired difference per seed (same scenes) and its mean over seeds. Stages are reused on a rerun.
@@ -41,6 +43,7 @@ def main() -> None:
     add_common_arguments(parser, NAME)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--gamma", type=float, default=5.0, help="DDPO's gamma (DPO is gamma 1)")
+    parser.add_argument("--variants", default="ddpo,dpo", help="of ddpo, dpo, sft")
     args = parser.parse_args()
 
     out = Path(args.out)
@@ -51,13 +54,19 @@ def main() -> None:
 
     base_dir = out / "eval" / "base"
     base_metrics = evaluate(args.base, base_dir, benchmark, "base")
-    runs: dict[str, dict[int, dict]] = {"ddpo": {}, "dpo": {}}
-    paired: dict[str, list[dict]] = {"ddpo - dpo": [], "ddpo - base": [], "dpo - base": []}
+    changes = {"ddpo": {"gamma": args.gamma}, "dpo": {"gamma": 1.0},
+               "sft": {"gamma": args.gamma, "preference_weight": 0.0}}
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if not names or set(names) - set(changes):
+        parser.error(f"--variants: a list of {', '.join(changes)}")
+    runs: dict[str, dict[int, dict]] = {name: {} for name in names}
+    paired: dict[str, list[dict]] = {f"{b} - {a}": [] for i, b in enumerate(names) for a in names[i + 1:]}
+    paired.update({f"{name} - base": [] for name in names})
     for seed in seeds:
         evals = {}
-        for name, gamma in (("ddpo", args.gamma), ("dpo", 1.0)):
+        for name in names:
             label = f"{name}_seed{seed}"
-            ddpo_section = {**dataclasses.asdict(base_config.ddpo), "gamma": gamma}
+            ddpo_section = {**dataclasses.asdict(base_config.ddpo), **changes[name]}
             config, seconds = train_variant(base_config, {"seed": seed, "ddpo": ddpo_section}, label,
                                             out / "models" / label)
             evals[name] = out / "eval" / label
@@ -76,7 +85,7 @@ def main() -> None:
                    for key, comparisons in paired.items()}
     result = {
         "benchmark": NAME,
-        "settings": {"base": args.base, "shards": args.shards, "seeds": seeds, "gamma": args.gamma,
+        "settings": {"base": args.base, "shards": args.shards, "seeds": seeds, "gamma": args.gamma, "variants": names,
                      "config": args.config, "overrides": args.set,
                      "ddpo": base_config.model_dump(mode="json", exclude={"model", "shards", "out", "run_name"}),
                      "benchmark": benchmark.model_dump(mode="json"),

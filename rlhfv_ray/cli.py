@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from rlhfv_ray.config import ConfigError, describe_fields, load_config
+from rlhfv_ray.config import AwaitingHumans, ConfigError, describe_fields, load_config
 from rlhfv_ray.logs import configure_logging
 
 
@@ -55,6 +55,10 @@ JOBS: dict[str, Job] = {
         "run a benchmark (scene, coco, or a plug-in) on a checkpoint: JSON + Markdown table + PNG",
         "rlhfv_ray.eval.benchmark:EvaluateConfig", "rlhfv_ray.eval.benchmark:evaluate_checkpoint",
         None, {"--model": "model", "--benchmark": "benchmark", "--out": "out"}),
+    "iterate": Job(
+        "on-policy rounds: answer fresh prompts with the last policy, correct, build shards, train, evaluate",
+        "rlhfv_ray.iterate:IterateConfig", "rlhfv_ray.iterate:iterate",
+        None, {"--rounds": "rounds", "--base": "base", "--out": "out"}),
     # the embedded scene world
     "build-model": Job(
         "scene world: build the initial tiny LLaVA (tokenizer, processor, pretrained towers)",
@@ -121,6 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileNotFoundError as error:  # a path the user gave: their error, said in one line
         print(f"rlhfv {args.command}: {error}", file=sys.stderr)
         return 2
+    except AwaitingHumans as waiting:  # not an error: the job stopped where people take over
+        print(f"rlhfv {args.command}: {waiting}", file=sys.stderr)
+        return 3
     return 0
 
 

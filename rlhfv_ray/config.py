@@ -26,6 +26,10 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class AwaitingHumans(RuntimeError):
+    """A job stopped where people take over (answers to correct); rerunning it resumes."""
+
+
 class ConfigError(ValueError):
     """A config file or override that cannot be used; the message names the offending key."""
 

@@ -65,6 +65,15 @@ def test_sft_term_adds_chosen_nll():
     assert with_sft.item() == pytest.approx(base.item() + 0.1 * 2.0)
 
 
+def test_preference_weight_zero_is_sft_on_the_corrected_answers_alone():
+    policy, reference, masks = _one_pair()
+    sft_only, metrics = ddpo_loss(policy, reference, **masks, params=DDPOParams(sft_weight=1.0, preference_weight=0.0))
+    assert sft_only.item() == pytest.approx(2.0)  # the chosen NLL, mean of 1, 2, 3
+    assert metrics["preference_loss"] > 0  # still measured, not trained on
+    with pytest.raises(ValueError, match="needs an sft_weight"):
+        DDPOParams(preference_weight=0.0)
+
+
 def test_dense_sft_term_weights_corrected_tokens_like_the_score():
     # chosen log-probs (-1, -4, -1), the middle token corrected: plain NLL 2, dense (gamma 5)
     # (1 + 20 + 1) / 7 = 22/7; with gamma 1 the dense term is the plain one

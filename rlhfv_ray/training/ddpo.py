@@ -11,9 +11,11 @@ The same weighting applies to the frozen reference model's cached per-token log-
 
     -log sigmoid( beta * [ (score_pi(y_w) - score_ref(y_w)) - (score_pi(y_l) - score_ref(y_l)) ] )
 
-plus, optionally, `sft_weight` times the mean NLL of the chosen answer; with `dense_sft` that NLL is
-weighted like the score (corrected tokens gamma times, normalised), so the anchor, too, leans on the
-corrections. gamma = 1 with normalisation is length-normalised vanilla DPO, the paper's ablation
+times `preference_weight` (1), plus, optionally, `sft_weight` times the mean NLL of the chosen
+answer; with `dense_sft` that NLL is weighted like the score (corrected tokens gamma times,
+normalised), so the anchor, too, leans on the corrections. `preference_weight: 0` leaves SFT on the
+corrected answers alone (the limit beta -> 0 of the preference term's gradient): the baseline that
+says whether the preference term earns its place. gamma = 1 with normalisation is length-normalised vanilla DPO, the paper's ablation
 baseline (and makes `dense_sft` the plain mean NLL).
 """
 
@@ -35,10 +37,13 @@ class DDPOParams:
     normalize: bool = True
     sft_weight: float = 0.0
     dense_sft: bool = False
+    preference_weight: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.beta <= 0 or self.gamma <= 0 or self.sft_weight < 0:
-            raise ValueError("beta and gamma must be > 0 and sft_weight >= 0")
+        if self.beta <= 0 or self.gamma <= 0 or self.sft_weight < 0 or self.preference_weight < 0:
+            raise ValueError("beta and gamma must be > 0, sft_weight and preference_weight >= 0")
+        if self.preference_weight == 0 and self.sft_weight == 0:
+            raise ValueError("preference_weight 0 needs an sft_weight: the loss would be 0")
 
 
 def weighted_score(logps: torch.Tensor, mask: torch.Tensor, corrected: torch.Tensor, gamma: float,
@@ -62,7 +67,7 @@ def ddpo_loss(policy: PairLogps, reference: PairLogps, chosen_mask: torch.Tensor
     logits = params.beta * (chosen_ratio - rejected_ratio)
     preference_loss = -F.logsigmoid(logits).mean()
     chosen_nll = -(policy.chosen * chosen_mask).sum(-1) / chosen_mask.sum(-1).clamp(min=1)
-    loss = preference_loss
+    loss = params.preference_weight * preference_loss
     if params.sft_weight:
         anchor = (-weighted_score(policy.chosen, chosen_mask, chosen_corrected, params.gamma, normalize=True)
                   if params.dense_sft else chosen_nll)
