@@ -159,7 +159,7 @@ def prepare_conversations(data: ConversationData, model_path: str, out_dir: str 
     summary = {**account(prepared, out_dir, f"{name}_rejects.parquet"), "data": data.data}
     (Path(out_dir) / f"{name}_summary.json").write_text(json.dumps(summary, indent=2))
     logger.info(f"{name} data: read {summary['read']}, used {summary['used']}, rejected {summary['rejected']} "
-          f"{summary['rejects_by_reason']}")
+                f"{summary['rejects_by_reason']}")
     if not summary["used"]:
         raise ValueError(f"no usable rows in {data.data} (all {summary['read']} rejected: "
                          f"{summary['rejects_by_reason']}); see {Path(out_dir) / f'{name}_rejects.parquet'}")

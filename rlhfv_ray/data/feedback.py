@@ -220,7 +220,7 @@ def collect_feedback(config: FeedbackConfig) -> dict:
         write_rlhfv_parquet(to_rlhfv(part), out / name)
     (out / "stats.json").write_text(json.dumps(stats, indent=2))
     logger.info(f"collect-feedback: {counts['read']} prompts ({counts['rejected']} rejected); "
-          f"{stats.get('pairs', 0)} pairs, {stats.get('correct', 0)} correct, {stats.get('awaiting', 0)} awaiting; "
-          f"{stats.get('words_per_answer', 0):.1f} words and {stats.get('corrected_segments_per_answer', 0):.2f} "
-          f"corrected segments per pair (paper: 64.4, 2.65)")
+                f"{stats.get('pairs', 0)} pairs, {stats.get('correct', 0)} correct, {stats.get('awaiting', 0)} awaiting; "
+                f"{stats.get('words_per_answer', 0):.1f} words and {stats.get('corrected_segments_per_answer', 0):.2f} "
+                f"corrected segments per pair (paper: 64.4, 2.65)")
     return stats

@@ -114,5 +114,5 @@ def write_scene_data(config: SceneDataConfig) -> dict:
         export_coco(scenes, config.world.image_size, Path(config.out) / COCO_DIR)
         stats["coco_scenes"] = config.coco_scenes
     logger.info(f"scene-data: {stats['sft']['captions']} captions, {stats['sft']['vqa_conversations']} VQA "
-          f"conversations, {stats['prompts']} feedback prompts in {config.out}")
+                f"conversations, {stats['prompts']} feedback prompts in {config.out}")
     return stats
