@@ -9,7 +9,12 @@ pairs are written in the public RLHF-V parquet format that `build-shards` reads.
 Outputs in `out`: `feedback.parquet` (pairs: the answer as `rejected`, the correction as `chosen`),
 `awaiting.parquet` (answers awaiting a correction: `chosen` empty; `rlhfv merge-corrections` merges
 the corrections in), `prompt_rejects.parquet`, `stats.json`. Every prompt is accounted for:
-read = rejected + pairs + correct (the annotator found nothing wrong) + awaiting.
+read = rejected + pairs + correct (the annotator found nothing wrong) + awaiting, counting answers.
+
+With `samples` > 1 (and a `temperature`), each prompt gets up to that many distinct sampled
+answers, as RLAIF-V samples several per prompt: a policy that already answers most prompts right
+under greedy decoding still shows, when sampled, the errors it is close to making, and those are
+what the next round should correct. Sampled answers get ids `<prompt id>/<k>`.
 """
 
 from __future__ import annotations
@@ -48,12 +53,23 @@ class FeedbackSection(StrictModel):
     batch_size: int = Field(64, gt=0)
     actors: int = Field(1, ge=1)
     max_new_tokens: int = Field(96, gt=0)
+    samples: int = Field(1, ge=1)  # distinct answers per prompt; > 1 needs a temperature
+    temperature: float = Field(0.0, ge=0.0)  # 0: greedy
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    seed: int = 0  # of the sampling, so a rerun collects the same answers
     compute: ComputeSettings = ComputeSettings()  # device, dtype and GPUs of each generation actor
 
     @model_validator(mode="after")
     def _annotator_valid(self) -> "FeedbackSection":
         make_annotator(self.annotator, self.annotator_settings)
+        if self.samples > 1 and self.temperature == 0:
+            raise ValueError(f"samples: {self.samples} needs a temperature > 0 (greedy decoding gives one answer)")
         return self
+
+    def generation(self):
+        from rlhfv_ray.model.generate import GenerationSettings
+
+        return GenerationSettings(self.max_new_tokens, self.temperature, self.top_p)
 
 
 class FeedbackConfig(FeedbackSection):
@@ -117,24 +133,35 @@ class PreparePrompts:
 class GenerateAndAnnotate:
     """Actor: answer the batch's prompts with the model, then hand the answers to the annotator."""
 
-    def __init__(self, model_path: str, max_new_tokens: int, annotator: str, annotator_settings: dict,
-                 compute: ComputeSettings):
+    def __init__(self, model_path: str, section: FeedbackSection):
         from rlhfv_ray.model.compute import load_for_inference
-        from rlhfv_ray.model.generate import GenerationSettings
 
-        self.model, self.processor = load_for_inference(model_path, compute)
-        self.settings = GenerationSettings(max_new_tokens=max_new_tokens)
-        self.annotator = make_annotator(annotator, annotator_settings)
+        self.model, self.processor = load_for_inference(model_path, section.compute)
+        self.section = section
+        self.annotator = make_annotator(section.annotator, section.annotator_settings)
         self.model_name = Path(model_path).name
 
-    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+    def answers(self, rows: list[dict]) -> list[dict]:
+        """One row per distinct answer: the prompt's row, or with `samples` > 1 up to that many copies."""
         from rlhfv_ray.model.generate import generate
 
-        rows = batch.to_dict("records")
         images = [decode_image(r["image"]) for r in rows]
-        generations = generate(self.model, self.processor, images, [r["question"] for r in rows], self.settings)
-        for row, generation in zip(rows, generations):
-            row["answer"] = generation.text
+        questions = [r["question"] for r in rows]
+        per_row: list[list[str]] = [[] for _ in rows]
+        for k in range(self.section.samples):
+            # seeded by the batch's first prompt, not by the actor's history: a rerun samples the same
+            seed = stable_idx(f"{self.section.seed}/{k}/{rows[0]['idx']}") % 2**31
+            for answers, generation in zip(per_row, generate(self.model, self.processor, images, questions,
+                                                             self.section.generation(), seed)):
+                if generation.text not in answers:
+                    answers.append(generation.text)
+        if self.section.samples == 1:
+            return [{**row, "answer": answers[0]} for row, answers in zip(rows, per_row)]
+        return [{**row, "id": f"{row['id']}/{k}", "idx": stable_idx(f"{row['idx']}/{k}"), "answer": answer}
+                for row, answers in zip(rows, per_row) for k, answer in enumerate(answers)]
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        rows = self.answers(batch.to_dict("records"))
         out = []
         for row, annotation in zip(rows, self.annotator.annotate(rows)):
             status = ("awaiting" if annotation.chosen is None else
@@ -207,9 +234,9 @@ def collect_feedback(config: FeedbackConfig) -> dict:
         good = prepared.filter(lambda r: r["status"] == OK).drop_columns(["status", "message"])
         frame = good.map_batches(
             GenerateAndAnnotate,
-            fn_constructor_kwargs={"model_path": config.model, "max_new_tokens": config.max_new_tokens,
-                                   "annotator": config.annotator, "annotator_settings": config.annotator_settings,
-                                   "compute": config.compute},
+            fn_constructor_kwargs={"model_path": config.model,
+                                   "section": FeedbackSection.model_validate(config.model_dump(
+                                       include=set(FeedbackSection.model_fields)))},
             batch_size=config.batch_size, compute=ray.data.ActorPoolStrategy(size=config.actors),
             num_gpus=config.compute.num_gpus,
             batch_format="pandas").to_pandas()
