@@ -73,6 +73,10 @@ def test_tables_show_intervals_and_paired_differences():
     table = paired_table({"tuned - base": {k: diff for k in
                                            ["response_hallucination_rate", "object", "attribute", "number", "position"]}})
     assert "| tuned - base | -0.200 [-0.856, +0.456] p=1 |" in table
+    # a type only one comparison's models made (a scene-type error in the first)
+    table = paired_table({"a": {"response_hallucination_rate": diff, "scene": diff},
+                          "b": {"response_hallucination_rate": diff}})
+    assert table.splitlines()[-1] == "| b | -0.200 [-0.856, +0.456] p=1 | none in either |"
     # a report from before the intervals existed still renders (a dash where the key is missing)
     old = {"response_hallucination_rate": 0.5, "mention_hallucination_rate": 0.1, "object_recall": 0.9,
            "hallucination_by_type": {t: 0.0 for t in ["object", "attribute", "number", "position"]},

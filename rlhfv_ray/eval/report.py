@@ -65,13 +65,14 @@ def markdown_table(results: dict[str, dict]) -> str:
 
 def paired_table(comparisons: dict[str, dict]) -> str:
     """Markdown rows of paired comparisons (name -> `benchmark.compare_responses` output): the
-    difference of each response-level rate with its 95% interval and McNemar p-value."""
+    difference of each response-level rate with its 95% interval and McNemar p-value. A type that
+    neither model of a comparison made on any scene is absent from it: "none in either"."""
     kinds = list(dict.fromkeys(k for comparison in comparisons.values() for k in comparison))
     lines = ["| paired (same scenes) | " + " | ".join(k.replace("_hallucination_rate", "") for k in kinds) + " |",
              "|---|" + "---|" * len(kinds)]
     for name, comparison in comparisons.items():
         cells = [f"{c['difference']:+.3f} [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}] p={c['mcnemar_p']:.2g}"
-                 for c in (comparison[k] for k in kinds)]
+                 if c else "none in either" for c in (comparison.get(k) for k in kinds)]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
