@@ -147,7 +147,7 @@ def build_app(config: AnnotateConfig) -> Starlette:
                    "draft": store.draft(task.id, name), "progress": store.progress(name)})
 
     async def image(request, name, task):
-        data = store.image(task.id, name)
+        data = store.image(task)
         kind = "image/png" if data[:8] == b"\x89PNG\r\n\x1a\n" else "image/jpeg"
         return Response(data, media_type=kind, headers=SECURITY_HEADERS)
 
