@@ -20,13 +20,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
 from pathlib import Path
 from statistics import mean, stdev
 
 from ddpo_common import (add_common_arguments, benchmark_config, evaluate, load_base_config, report_path,
                          train_variant)
+from machine import machine
 from rlhfv_ray.data.shards import check_shards_match_model
 from rlhfv_ray.eval.benchmark import compare_responses
 
@@ -89,7 +88,7 @@ def main() -> None:
                      "config": args.config, "overrides": args.set,
                      "ddpo": base_config.model_dump(mode="json", exclude={"model", "shards", "out", "run_name"}),
                      "benchmark": benchmark.model_dump(mode="json"),
-                     "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()}},
+                     "machine": machine()},
         "base": {k: base_metrics[k] for k in METRICS},
         "runs": runs,
         "summary": summary,
