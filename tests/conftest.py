@@ -100,3 +100,19 @@ def tiny_shards(ray_session, tiny_model_dir, tmp_path_factory):
     build_shards(ShardConfig(input=[str(tmp / "pairs.parquet")], model=str(tiny_model_dir), out=str(tmp / "shards"),
                              rows_per_shard=8))
     return tmp / "shards"
+
+
+
+@pytest.fixture(scope="session")
+def ddpo_two_workers(tiny_shards, tiny_model_dir, tmp_path_factory):
+    """One uninterrupted DDPO run of `DDPO_STEPS` steps on 2 workers, with MLflow and TensorBoard:
+    (config, Ray Train result, mlruns dir). The export test reads it, and the fault test compares a
+    killed run of the same config with it."""
+    from factories import DDPO_STEPS, ddpo_config
+
+    from rlhfv_ray.training.train_ddpo import run_train
+
+    root = tmp_path_factory.mktemp("ddpo_two_workers")
+    tracking = {"mlflow": True, "mlflow_tracking_uri": str(root / "mlruns"), "tensorboard": True}
+    config = ddpo_config(tiny_model_dir, tiny_shards, root, "ddpo-2w", steps=DDPO_STEPS, tracking=tracking)
+    return config, run_train(config), root / "mlruns"

@@ -15,3 +15,25 @@ def preference_record(idx: int) -> dict:
     chosen = CAPTION + (" One green kite is at the middle right." if idx % 2 else "")
     return make_record(idx, png, "Describe the image in detail.", chosen, chosen.replace("red", "blue"),
                        ds_name="t", origin_dataset="t", origin_split={"model": "m"}, image_path=f"{idx}.png")
+
+DDPO_STEPS = 8  # of the session's uninterrupted run (conftest `ddpo_two_workers`)
+
+
+def ddpo_config(model, shards, out_root, name: str, steps: int = 4, **extra):
+    """A small DDPO run on 2 Ray Train workers, checkpointed every 2 steps."""
+    from rlhfv_ray.training.train_ddpo import DDPOConfig
+
+    return DDPOConfig.model_validate({
+        "model": str(model), "shards": str(shards), "out": str(out_root / name), "run_name": name,
+        "scaling": {"num_workers": 2, "cpus_per_worker": 1, "max_failures": 2},
+        "optim": {"lr": 1e-3, "warmup_steps": 0, "max_steps": steps, "global_batch_size": 4, "micro_batch_size": 2},
+        "checkpoint": {"storage_path": str(out_root / "ray_results"), "every_steps": 2},
+        "log_every": 1, **extra,
+    })
+
+
+def metrics(out) -> list[dict]:
+    import json
+
+    path = out / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []

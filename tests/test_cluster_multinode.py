@@ -4,7 +4,8 @@ workers that must run on different nodes, checkpoints and the model written to a
 both nodes reach (a local directory here, S3 or a shared mount on a cluster).
 
 Each node offers 1 CPU and each worker takes 1, so the two workers cannot share a node: the run
-crosses nodes (gloo between raylets, checkpoint shards from two nodes) as it would across machines."""
+crosses nodes (gloo between raylets, checkpoint shards from two nodes) as it would across machines.
+The jobs run one after the other on the same cluster, as users' jobs do."""
 
 from __future__ import annotations
 
@@ -53,27 +54,32 @@ JOBS = [pytest.param(MultinodeJob("sft.py", "configs/sft_tiny.yaml", _sft_overri
         pytest.param(MultinodeJob("train.py", "configs/train_tiny.yaml", _ddpo_overrides), id="ddpo")]
 
 
+@pytest.fixture(scope="module")
+def two_nodes():
+    with LocalRayCluster() as cluster:
+        cluster.start_head(num_cpus=1)
+        cluster.add_node(num_cpus=1)
+        yield cluster
+
+
 @pytest.mark.parametrize("job", JOBS)
-def test_job_trains_on_two_nodes_into_shared_storage(job: MultinodeJob, tiny_model_dir, tiny_shards, tiny_scene_data,
-                                                     tmp_path):
+def test_job_trains_on_two_nodes_into_shared_storage(job: MultinodeJob, two_nodes, tiny_model_dir, tiny_shards,
+                                                     tiny_scene_data, tmp_path):
     shared = tmp_path / "shared"  # the storage path every node reaches
     shared.mkdir()
     entrypoint = [sys.executable, f"jobs/{job.script}", "--config", job.config,
                   *job.overrides(Path(tiny_model_dir), Path(tiny_shards), Path(tiny_scene_data), shared)]
-    with LocalRayCluster() as cluster:
-        cluster.start_head(num_cpus=1)
-        cluster.add_node(num_cpus=1)
-        node_ids = {node["node_id"] for node in cluster.alive_nodes()}
-        assert len(node_ids) == 2
+    node_ids = {node["node_id"] for node in two_nodes.alive_nodes()}
+    assert len(node_ids) == 2
+    earlier = {worker["actor_id"] for worker in two_nodes.list_actors("RayTrainWorker")}
 
-        outcome = cluster.submit_job(entrypoint, working_dir=str(ROOT), env_vars={"DS_ACCELERATOR": "cpu"},
-                                     submission_id=f"multinode-{job.script[:-3]}-{uuid.uuid4().hex[:8]}",
-                                     timeout=600)
-        assert outcome.succeeded, f"{outcome.status}\n{outcome.output[-6000:]}"
-        # the GCS keeps the finished run's worker actors: one on each node
-        workers = cluster.list_actors("RayTrainWorker")
-        assert len(workers) == 2
-        assert {worker["node_id"] for worker in workers} == node_ids
+    outcome = two_nodes.submit_job(entrypoint, working_dir=str(ROOT), env_vars={"DS_ACCELERATOR": "cpu"},
+                                   submission_id=f"multinode-{job.script[:-3]}-{uuid.uuid4().hex[:8]}", timeout=600)
+    assert outcome.succeeded, f"{outcome.status}\n{outcome.output[-6000:]}"
+    # the GCS keeps the finished run's worker actors: one on each node
+    workers = [w for w in two_nodes.list_actors("RayTrainWorker") if w["actor_id"] not in earlier]
+    assert len(workers) == 2
+    assert {worker["node_id"] for worker in workers} == node_ids
 
     # The model is a save_pretrained directory in the shared storage path, loadable like LLaVA.
     from transformers import AutoModelForImageTextToText, AutoProcessor

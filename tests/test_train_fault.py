@@ -14,7 +14,7 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 import torch
-from test_train_ray import ddpo_config, metrics
+from factories import DDPO_STEPS, ddpo_config, metrics
 
 from rlhfv_ray.model.pair_forward import pair_batch, pair_token_logps
 from rlhfv_ray.data.shards import shard_files
@@ -23,7 +23,7 @@ from rlhfv_ray.training.train_ddpo import run_train
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-STEPS = 8
+STEPS = DDPO_STEPS  # the steps of the uninterrupted run it is compared with
 KILL_AFTER_STEP = 3  # past the step-2 checkpoint, before the step-4 one: steps 3.. are redone
 
 
@@ -66,7 +66,7 @@ def chosen_minus_rejected(model_dir, shards) -> torch.Tensor:
 
 
 def test_killed_worker_resumes_from_checkpoint_and_matches_an_uninterrupted_run(tiny_shards, tiny_model_dir,
-                                                                                tmp_path):
+                                                                                ddpo_two_workers, tmp_path):
     interrupted_config = ddpo_config(tiny_model_dir, tiny_shards, tmp_path, "ddpo-killed", steps=STEPS)
     killed: list[int] = []
     killer = threading.Thread(target=kill_a_worker_after,
@@ -87,9 +87,7 @@ def test_killed_worker_resumes_from_checkpoint_and_matches_an_uninterrupted_run(
     assert (after[0] - 1) % interrupted_config.checkpoint.every_steps == 0, steps
     assert after == list(range(after[0], STEPS + 1)), steps
 
-    whole_config = ddpo_config(tiny_model_dir, tiny_shards, tmp_path, "ddpo-whole", steps=STEPS)
-    run_train(whole_config)
-    uninterrupted = Path(whole_config.out)
+    uninterrupted = Path(ddpo_two_workers[0].out)  # the same config, trained without a kill
     start = chosen_minus_rejected(tiny_model_dir, tiny_shards)
     moved_whole = chosen_minus_rejected(uninterrupted, tiny_shards) - start
     moved_killed = chosen_minus_rejected(interrupted, tiny_shards) - start

@@ -1,39 +1,21 @@
 """DDPO through the real stack: shards -> Ray Train (2 workers, DeepSpeed ZeRO-2, gloo) -> save_pretrained."""
 
-import json
 from pathlib import Path
 
 import pytest
+from factories import DDPO_STEPS, ddpo_config, metrics
 from transformers import AutoModelForImageTextToText
 
 from rlhfv_ray.config import RESOLVED_CONFIG_NAME
-from rlhfv_ray.training.train_ddpo import DDPOConfig, run_train
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
-def ddpo_config(model, shards, tmp_path, name: str, steps: int = 4, **extra) -> DDPOConfig:
-    return DDPOConfig.model_validate({
-        "model": str(model), "shards": str(shards), "out": str(tmp_path / name), "run_name": name,
-        "scaling": {"num_workers": 2, "cpus_per_worker": 1, "max_failures": 2},
-        "optim": {"lr": 1e-3, "warmup_steps": 0, "max_steps": steps, "global_batch_size": 4, "micro_batch_size": 2},
-        "checkpoint": {"storage_path": str(tmp_path / "ray_results"), "every_steps": 2},
-        "log_every": 1, **extra,
-    })
-
-
-def metrics(out) -> list[dict]:
-    path = out / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def test_ddpo_trains_on_two_workers_and_exports(tiny_shards, tiny_model_dir, tmp_path):
-    tracking = {"mlflow": True, "mlflow_tracking_uri": str(tmp_path / "mlruns"), "tensorboard": True}
-    config = ddpo_config(tiny_model_dir, tiny_shards, tmp_path, "ddpo-2w", tracking=tracking)
-    result = run_train(config)
+def test_ddpo_trains_on_two_workers_and_exports(ddpo_two_workers):
+    config, result, mlruns = ddpo_two_workers
     out = Path(config.out)
     records = metrics(out)
-    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert [r["step"] for r in records] == list(range(1, DDPO_STEPS + 1))
     for key in ("loss", "reward_accuracy", "chosen_reward", "rejected_reward", "reward_margin",
                 "corrected_token_share", "tokens_per_s"):
         assert key in records[-1]
@@ -47,7 +29,7 @@ def test_ddpo_trains_on_two_workers_and_exports(tiny_shards, tiny_model_dir, tmp
     # Ray Train's Result has the loss curve: every step was reported (checkpoints only every 2)
     frame = result.metrics_dataframe
     assert list(zip(frame["step"], frame["loss"])) == losses and frame["done"].fillna(False).tolist()[-1]
-    assert_tracked(tmp_path / "mlruns", out / "tensorboard", losses)
+    assert_tracked(mlruns, out / "tensorboard", losses)
 
 
 def assert_tracked(mlruns, tensorboard_dir, losses):
@@ -60,7 +42,7 @@ def assert_tracked(mlruns, tensorboard_dir, losses):
     client = MlflowClient(mlflow_uri(str(mlruns)))
     [run] = client.search_runs([client.get_experiment_by_name("rlhfv").experiment_id])
     assert run.info.run_name == "ddpo-2w" and run.info.status == "FINISHED"
-    assert run.data.params["ddpo.gamma"] == "5.0" and run.data.params["optim.max_steps"] == "4"
+    assert run.data.params["ddpo.gamma"] == "5.0" and run.data.params["optim.max_steps"] == str(DDPO_STEPS)
     assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss")] == losses
     events = EventAccumulator(str(tensorboard_dir))
     events.Reload()
