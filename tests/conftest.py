@@ -102,7 +102,6 @@ def tiny_shards(ray_session, tiny_model_dir, tmp_path_factory):
     return tmp / "shards"
 
 
-
 @pytest.fixture(scope="session")
 def ddpo_two_workers(tiny_shards, tiny_model_dir, tmp_path_factory):
     """One uninterrupted DDPO run of `DDPO_STEPS` steps on 2 workers, with MLflow and TensorBoard:

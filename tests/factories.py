@@ -16,6 +16,7 @@ def preference_record(idx: int) -> dict:
     return make_record(idx, png, "Describe the image in detail.", chosen, chosen.replace("red", "blue"),
                        ds_name="t", origin_dataset="t", origin_split={"model": "m"}, image_path=f"{idx}.png")
 
+
 DDPO_STEPS = 8  # of the session's uninterrupted run (conftest `ddpo_two_workers`)
 
 

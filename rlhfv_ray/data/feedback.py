@@ -138,6 +138,7 @@ class GenerateAndAnnotate:
 
         self.model, self.processor = load_for_inference(model_path, section.compute)
         self.section = section
+        self.settings = section.generation()
         self.annotator = make_annotator(section.annotator, section.annotator_settings)
         self.model_name = Path(model_path).name
 
@@ -152,7 +153,7 @@ class GenerateAndAnnotate:
             # seeded by the batch's first prompt, not by the actor's history: a rerun samples the same
             seed = stable_idx(f"{self.section.seed}/{k}/{rows[0]['idx']}") % 2**31
             for answers, generation in zip(per_row, generate(self.model, self.processor, images, questions,
-                                                             self.section.generation(), seed)):
+                                                             self.settings, seed)):
                 if generation.text not in answers:
                     answers.append(generation.text)
         if self.section.samples == 1:
@@ -234,9 +235,7 @@ def collect_feedback(config: FeedbackConfig) -> dict:
         good = prepared.filter(lambda r: r["status"] == OK).drop_columns(["status", "message"])
         frame = good.map_batches(
             GenerateAndAnnotate,
-            fn_constructor_kwargs={"model_path": config.model,
-                                   "section": FeedbackSection.model_validate(config.model_dump(
-                                       include=set(FeedbackSection.model_fields)))},
+            fn_constructor_kwargs={"model_path": config.model, "section": config},
             batch_size=config.batch_size, compute=ray.data.ActorPoolStrategy(size=config.actors),
             num_gpus=config.compute.num_gpus,
             batch_format="pandas").to_pandas()
