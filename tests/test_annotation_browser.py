@@ -163,23 +163,20 @@ def test_the_oracle_corrects_through_the_page_and_the_export_builds_the_same_sha
         assert split["annotator"] == "oracle" and set(split["types"]) <= set(TYPES) and split["types"]
     write_rlhfv_parquet(pd.DataFrame(direct), tmp_path / "direct.parquet")
 
-    def shard_rows(source: Path, name: str) -> list[dict]:
-        build_shards(ShardConfig(input=[str(source)], model=str(tiny_model_dir), out=str(tmp_path / name)))
-        from rlhfv_ray.data.shards import shard_files
+    # one build over both files: each pair's two rows (from the page, from the oracle) must agree
+    build_shards(ShardConfig(input=[str(tmp_path / "export" / FEEDBACK_FILE), str(tmp_path / "direct.parquet")],
+                             model=str(tiny_model_dir), out=str(tmp_path / "shards")))
+    from rlhfv_ray.data.shards import shard_files
 
-        rows = pq.read_table(shard_files(str(tmp_path / name))).to_pylist()
-        keep = ("idx", "prompt_ids", "chosen_ids", "rejected_ids", "chosen_corrected", "rejected_corrected",
-                "ref_chosen_logps", "ref_rejected_logps")
-        return sorted(({k: r[k] for k in keep} for r in rows), key=lambda r: r["idx"])
-
-    from_page = shard_rows(tmp_path / "export" / FEEDBACK_FILE, "shards_page")
-    from_oracle = shard_rows(tmp_path / "direct.parquet", "shards_oracle")
-    assert len(from_page) == len(direct) > 0
-    for a, b in zip(from_page, from_oracle):
-        for key in ("idx", "prompt_ids", "chosen_ids", "rejected_ids", "chosen_corrected", "rejected_corrected"):
-            assert a[key] == b[key], key
+    by_idx: dict[int, list[dict]] = {}
+    for row in pq.read_table(shard_files(str(tmp_path / "shards"))).to_pylist():
+        by_idx.setdefault(row["idx"], []).append(row)
+    assert len(by_idx) == len(direct) > 0 and all(len(rows) == 2 for rows in by_idx.values())
+    for from_page, from_oracle in by_idx.values():
+        for key in ("prompt_ids", "chosen_ids", "rejected_ids", "chosen_corrected", "rejected_corrected"):
+            assert from_page[key] == from_oracle[key], key
         for key in ("ref_chosen_logps", "ref_rejected_logps"):
-            assert a[key] == pytest.approx(b[key], abs=1e-5)
+            assert from_page[key] == pytest.approx(from_oracle[key], abs=1e-5)
 
 
 def test_killing_the_server_during_submissions_loses_no_acknowledged_one(tmp_path):

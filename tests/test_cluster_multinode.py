@@ -1,20 +1,19 @@
 """A training job on two Ray nodes, submitted as on a cluster: a head and a second node started with
-`ray start` on this machine, `ray job submit --working-dir . -- python jobs/<job>.py`, 2 Ray Train
-workers that must run on different nodes, checkpoints and the model written to a storage path that
-both nodes reach (a local directory here, S3 or a shared mount on a cluster).
+`ray start` on this machine, `ray job submit --working-dir . -- python jobs/train.py` (DDPO with
+rehearsal, so both of its datasets cross nodes), 2 Ray Train workers that must run on different
+nodes, checkpoints and the model written to a storage path that both nodes reach (a local directory
+here, S3 or a shared mount on a cluster). The SFT job runs through the same driver
+(`trainer.fit_and_export`); it is tested on one node (`test_sft_ray.py`).
 
 Each node offers 1 CPU and each worker takes 1, so the two workers cannot share a node: the run
-crosses nodes (gloo between raylets, checkpoint shards from two nodes) as it would across machines.
-The jobs run one after the other on the same cluster, as users' jobs do."""
+crosses nodes (gloo between raylets, checkpoint shards from two nodes) as it would across machines."""
 
 from __future__ import annotations
 
 import shutil
 import sys
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -25,36 +24,18 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@dataclass(frozen=True)
-class MultinodeJob:
-    script: str  # under jobs/
-    config: str
-    # (tiny model dir, shards dir, scene data dir, shared storage dir) -> overrides; `out` must be
-    # under the shared dir
-    overrides: Callable[[Path, Path, Path, Path], list[str]]
-
-
-def _sft_overrides(model: Path, shards: Path, data: Path, shared: Path) -> list[str]:
-    return [f"model={model}", f"out={shared / 'model'}", f"checkpoint.storage_path={shared / 'ray_results'}",
-            "checkpoint.every_steps=2", f"data={data / 'sft' / 'corpus.parquet'}",
-            "optim.max_steps=4", "optim.warmup_steps=1", "optim.global_batch_size=8", "optim.micro_batch_size=4",
-            "scaling.num_workers=2", "scaling.cpus_per_worker=1", "log_every=1"]
-
-
 def _ddpo_overrides(model: Path, shards: Path, data: Path, shared: Path) -> list[str]:
-    # the shards live on the shared storage too: each node's Ray Data tasks read them
+    """The job's overrides; `out`, the checkpoints and the shards live on the shared storage (each
+    node's Ray Data tasks read the shards)."""
     shutil.copytree(shards, shared / "shards")
     return [f"model={model}", f"shards={shared / 'shards'}", f"out={shared / 'model'}",
             f"checkpoint.storage_path={shared / 'ray_results'}", "checkpoint.every_steps=2",
-            f"rehearsal.data={data / 'sft' / 'vqa.parquet'}", "optim.max_steps=4", "optim.warmup_steps=1", "optim.global_batch_size=4", "optim.micro_batch_size=2",
+            f"rehearsal.data={data / 'sft' / 'vqa.parquet'}", "optim.max_steps=4", "optim.warmup_steps=1",
+            "optim.global_batch_size=4", "optim.micro_batch_size=2",
             "scaling.num_workers=2", "scaling.cpus_per_worker=1", "log_every=1"]
 
 
-JOBS = [pytest.param(MultinodeJob("sft.py", "configs/sft_tiny.yaml", _sft_overrides), id="sft"),
-        pytest.param(MultinodeJob("train.py", "configs/train_tiny.yaml", _ddpo_overrides), id="ddpo")]
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture
 def two_nodes():
     with LocalRayCluster() as cluster:
         cluster.start_head(num_cpus=1)
@@ -62,19 +43,18 @@ def two_nodes():
         yield cluster
 
 
-@pytest.mark.parametrize("job", JOBS)
-def test_job_trains_on_two_nodes_into_shared_storage(job: MultinodeJob, two_nodes, tiny_model_dir, tiny_shards,
-                                                     tiny_scene_data, tmp_path):
+def test_ddpo_job_trains_on_two_nodes_into_shared_storage(two_nodes, tiny_model_dir, tiny_shards, tiny_scene_data,
+                                                          tmp_path):
     shared = tmp_path / "shared"  # the storage path every node reaches
     shared.mkdir()
-    entrypoint = [sys.executable, f"jobs/{job.script}", "--config", job.config,
-                  *job.overrides(Path(tiny_model_dir), Path(tiny_shards), Path(tiny_scene_data), shared)]
+    entrypoint = [sys.executable, "jobs/train.py", "--config", "configs/train_tiny.yaml",
+                  *_ddpo_overrides(Path(tiny_model_dir), Path(tiny_shards), Path(tiny_scene_data), shared)]
     node_ids = {node["node_id"] for node in two_nodes.alive_nodes()}
     assert len(node_ids) == 2
     earlier = {worker["actor_id"] for worker in two_nodes.list_actors("RayTrainWorker")}
 
     outcome = two_nodes.submit_job(entrypoint, working_dir=str(ROOT), env_vars={"DS_ACCELERATOR": "cpu"},
-                                   submission_id=f"multinode-{job.script[:-3]}-{uuid.uuid4().hex[:8]}", timeout=600)
+                                   submission_id=f"multinode-ddpo-{uuid.uuid4().hex[:8]}", timeout=600)
     assert outcome.succeeded, f"{outcome.status}\n{outcome.output[-6000:]}"
     # the GCS keeps the finished run's worker actors: one on each node
     workers = [w for w in two_nodes.list_actors("RayTrainWorker") if w["actor_id"] not in earlier]

@@ -1,9 +1,11 @@
 """Other families through the real stack: build-shards on Ray Data, DDPO on Ray Train (2 workers,
 DeepSpeed, gloo) with full fine-tuning, ZeRO-3, gradient checkpointing and LoRA, SFT, and serving
-the result. The pure forward tests (`test_families.py`) cover all ten families; these take three
-whose inputs differ most from LLaVA-1.5's: Qwen2-VL (3-D rotary positions), Idefics3 (image
-splitting, pixel masks) and Gemma 3 (token types, a template that writes bos; with gradient
-checkpointing, the plain pair forward)."""
+the result. The pure forward tests (`test_families.py`) cover all ten families; these take the ones
+whose inputs differ most from LLaVA-1.5's: Qwen2-VL (3-D rotary positions; LoRA, served), Gemma 3
+(token types, a template that writes bos; ZeRO-3 partitioning it at load, and gradient
+checkpointing, which gives the plain pair forward), Qwen3-VL (SFT) and Qwen2.5-VL (feedback and
+evaluation). Each Ray Train run costs about a minute of `make test`, so one run carries several
+features."""
 
 from __future__ import annotations
 
@@ -24,8 +26,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 RUNS = {  # family -> what its two DDPO steps also exercise
     "qwen2_vl": {"lora": {"r": 4, "alpha": 8, "merge": True}},
-    "idefics3": {"deepspeed": {"zero_stage": 3}},
-    "gemma3": {"gradient_checkpointing": True},
+    "gemma3": {"deepspeed": {"zero_stage": 3}, "gradient_checkpointing": True},
 }
 
 

@@ -15,10 +15,20 @@ from rlhfv_ray.training.config import TrainSection
 from rlhfv_ray.training.schedule import warmup_cosine
 
 
-def use_cpu_accelerator_if_no_cuda() -> None:
-    """DeepSpeed picks its accelerator at import time; without CUDA it must be told to use the CPU."""
-    if not torch.cuda.is_available():
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+def prepare_deepspeed() -> None:
+    """Before DeepSpeed starts: it picks its accelerator at import time, and without CUDA it must
+    be told to use the CPU. On the CPU accelerator its shared-memory all-reduce op is turned off:
+    only DeepSpeed's inference all-reduce uses it (training reduces through gloo), yet every
+    process that starts DeepSpeed loads it, and from a new install path that is a C++ build of
+    over a minute on 2 cores. DeepSpeed keeps its op table in one dict, edits to which persist."""
+    if torch.cuda.is_available():
+        return
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    import deepspeed.ops
+    from deepspeed.accelerator import get_accelerator
+
+    if get_accelerator().device_name() == "cpu":
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
 
 
 def resolve_bf16(section: TrainSection) -> bool:
@@ -54,7 +64,7 @@ def deepspeed_config(section: TrainSection, bf16: bool) -> dict:
 
 def initialize_engine(model: torch.nn.Module, section: TrainSection):
     """DeepSpeed engine over the trainable parameters, with the warmup+cosine schedule."""
-    use_cpu_accelerator_if_no_cuda()
+    prepare_deepspeed()
     import deepspeed
 
     optim = section.optim

@@ -19,7 +19,7 @@ from rlhfv_ray.logs import configure_logging
 from rlhfv_ray.model.families import freeze_vision
 from rlhfv_ray.model.io import load_model, load_processor
 from rlhfv_ray.training.config import TrainSection
-from rlhfv_ray.training.engine import deepspeed_config, resolve_bf16, use_cpu_accelerator_if_no_cuda
+from rlhfv_ray.training.engine import deepspeed_config, prepare_deepspeed, resolve_bf16
 from rlhfv_ray.training.lora import apply_lora, quantization_config
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def load_policy(section: TrainSection, model_path: str):
     configure_logging()  # a Ray Train worker: its own process
     bf16 = resolve_bf16(section)
     if section.deepspeed.zero_stage == 3:
-        use_cpu_accelerator_if_no_cuda()
+        prepare_deepspeed()
         import deepspeed
         from transformers.integrations import HfDeepSpeedConfig
 
