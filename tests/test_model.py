@@ -6,7 +6,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, LlavaForCon
 from rlhfv_ray.model.encoding import build_lm_batch, encode_answers, encode_prompts, user_prompt
 from rlhfv_ray.scene_world.tiny_llava import pixel_values
 from rlhfv_ray.model.generate import GenerationSettings, generate
-from rlhfv_ray.model.io import fingerprint
+from rlhfv_ray.model.io import cached_processor, fingerprint
 from rlhfv_ray.model.logprobs import forward_token_logps
 from rlhfv_ray.scene_world.render import render_scene
 from rlhfv_ray.scene_world.scene import sample_scene
@@ -66,6 +66,19 @@ def test_fingerprint_changes_with_weights(tiny_model_dir, tmp_path):
     AutoProcessor.from_pretrained(tiny_model_dir).save_pretrained(tmp_path)
     after = fingerprint(tmp_path)
     assert before["tokenizer"] == after["tokenizer"] and before["model"] != after["model"]
+
+
+def test_a_processor_is_loaded_once_per_process_until_its_files_change(tiny_model_dir, tmp_path):
+    import shutil
+
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, model)
+    first = cached_processor(str(model), fingerprint(model)["tokenizer"])
+    assert cached_processor(str(model), fingerprint(model)["tokenizer"]) is first
+    template = model / "chat_template.jinja"
+    template.write_text(template.read_text() + "{# changed #}")
+    changed = cached_processor(str(model), fingerprint(model)["tokenizer"])
+    assert changed is not first and changed.chat_template.endswith("{# changed #}")
 
 
 def test_shared_prompt_forward_equals_two_full_forwards(tiny_model_dir):

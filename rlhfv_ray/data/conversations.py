@@ -114,12 +114,17 @@ def validate_conversation(row: dict, image_folder: str | None, max_pixels: int) 
 
 
 class PrepareConversations:
-    """Ray Data stage: validate and tokenize each row (one output row per input row)."""
+    """Ray Data stage on tasks: validate and tokenize each row (one output row per input row).
+    `processor_hash`: see `model.io.cached_processor`."""
 
-    def __init__(self, model_path: str, data: ConversationData):
-        from rlhfv_ray.model.io import load_processor
+    def __init__(self, model_path: str, processor_hash: str, data: ConversationData):
+        self.model_path, self.processor_hash, self.data = model_path, processor_hash, data
 
-        self.processor, self.data = load_processor(model_path), data
+    @property
+    def processor(self):
+        from rlhfv_ray.model.io import cached_processor
+
+        return cached_processor(self.model_path, self.processor_hash)
 
     def prepare(self, raw: dict) -> dict:
         from rlhfv_ray.model.encoding import TemplateError, encode_conversations
@@ -149,13 +154,13 @@ class PrepareConversations:
 def prepare_conversations(data: ConversationData, model_path: str, out_dir: str | Path, name: str):
     """(usable rows as a materialized Ray Dataset, summary). Rejects go to `out_dir/{name}_rejects.parquet`
     and the summary, with read = used + rejected, to `out_dir/{name}_summary.json`."""
-    import ray.data
+    from rlhfv_ray.model.io import fingerprint
 
     if data.image_folder and "://" not in data.image_folder:  # read tasks run elsewhere
         data = data.model_copy(update={"image_folder": str(Path(data.image_folder).resolve())})
+    prepare = PrepareConversations(model_path, fingerprint(model_path)["tokenizer"], data)
     prepared = read_rows(data.data, ["id", "image", "conversations"]).map_batches(
-        PrepareConversations, fn_constructor_kwargs={"model_path": model_path, "data": data},
-        batch_size=64, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=1)).materialize()
+        prepare, batch_size=64, batch_format="pandas").materialize()
     summary = {**account(prepared, out_dir, f"{name}_rejects.parquet"), "data": data.data}
     (Path(out_dir) / f"{name}_summary.json").write_text(json.dumps(summary, indent=2))
     logger.info(f"{name} data: read {summary['read']}, used {summary['used']}, rejected {summary['rejected']} "

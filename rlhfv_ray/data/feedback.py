@@ -108,6 +108,8 @@ def prompt_of(row: dict) -> str:
 
 
 class PreparePrompts:
+    """Ray Data stage on tasks: validate each prompt row (one output row per input row)."""
+
     def __init__(self, image_folder: str | None, max_pixels: int):
         self.image_folder, self.max_pixels = image_folder, max_pixels
 
@@ -227,8 +229,7 @@ def collect_feedback(config: FeedbackConfig) -> dict:
     if folder and "://" not in folder:
         folder = str(Path(folder).resolve())
     prepared = read_rows(config.prompts, PROMPT_COLUMNS).map_batches(
-        PreparePrompts, fn_constructor_kwargs={"image_folder": folder, "max_pixels": config.max_pixels},
-        batch_size=256, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=1)).materialize()
+        PreparePrompts(folder, config.max_pixels), batch_size=256, batch_format="pandas").materialize()
     counts = account(prepared, out, PROMPT_REJECTS)
     frame = pd.DataFrame()
     if counts["used"]:

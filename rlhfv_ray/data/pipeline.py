@@ -30,7 +30,7 @@ from rlhfv_ray.logs import configure_logging
 from rlhfv_ray.model.encoding import TemplateError, encode_answers, encode_prompts
 from rlhfv_ray.model.families import describe_pair_forward
 from rlhfv_ray.model.compute import ComputeSettings, load_for_inference
-from rlhfv_ray.model.io import fingerprint, load_processor
+from rlhfv_ray.model.io import cached_processor, fingerprint
 from rlhfv_ray.model.pair_forward import answer_values, pair_batch, pair_token_logps
 from rlhfv_ray.ray_runtime import RayConfig
 
@@ -59,13 +59,18 @@ class ShardConfig(ShardSection):
 
 
 class PrepareRows:
-    """Ray Data stage: validate, tokenize and align each row (one output row per input row)."""
+    """Ray Data stage on tasks, which spread over the cluster's CPUs: validate, tokenize and align
+    each row (one output row per input row). `processor_hash`: see `cached_processor`."""
 
-    def __init__(self, model_path: str, max_pixels: int, max_answer_tokens: int, min_match: int,
-                 weight_insertions: bool):
-        self.processor = load_processor(model_path)
+    def __init__(self, model_path: str, processor_hash: str, max_pixels: int, max_answer_tokens: int,
+                 min_match: int, weight_insertions: bool):
+        self.model_path, self.processor_hash = model_path, processor_hash
         self.max_pixels, self.max_answer_tokens = max_pixels, max_answer_tokens
         self.min_match, self.weight_insertions = min_match, weight_insertions
+
+    @property
+    def processor(self):
+        return cached_processor(self.model_path, self.processor_hash)
 
     def prepare(self, raw: dict) -> dict:
         idx = raw.get("idx")
@@ -153,12 +158,11 @@ def build_shards(config: ShardConfig) -> dict:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     save_resolved_config(config, out)
+    model_fingerprint = fingerprint(config.model)
+    prepare = PrepareRows(config.model, model_fingerprint["tokenizer"], config.max_pixels, config.max_answer_tokens,
+                          config.min_match, config.weight_insertions)
     prepared = read_rows(config.input, ["image", "text", "idx"]).map_batches(
-        PrepareRows, fn_constructor_kwargs=dict(model_path=config.model, max_pixels=config.max_pixels,
-                                                max_answer_tokens=config.max_answer_tokens,
-                                                min_match=config.min_match,
-                                                weight_insertions=config.weight_insertions),
-        batch_size=64, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=1)).materialize()
+        prepare, batch_size=64, batch_format="pandas").materialize()
     counts = account(prepared, out, REJECTS_NAME)
     good = prepared.filter(lambda r: r["status"] == OK).select_columns(SHARD_COLUMNS)
     sharded = counts["used"]
@@ -181,7 +185,7 @@ def build_shards(config: ShardConfig) -> dict:
         "rejected": counts["rejected"],
         "rejects_by_reason": counts["rejects_by_reason"],
         "rows_per_shard": config.rows_per_shard,
-        "fingerprint": fingerprint(config.model),
+        "fingerprint": model_fingerprint,
         "min_match": config.min_match,
         "weight_insertions": config.weight_insertions,
         "input": config.input,

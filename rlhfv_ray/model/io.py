@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import inspect
@@ -39,6 +40,15 @@ def load_processor(path: str | Path):
             raise
     log.warning("torchvision is not installed: loading %s without its video processor", processor_class.__name__)
     return image_only_processor_class(processor_class).from_pretrained(str(path))
+
+
+@functools.lru_cache(maxsize=4)
+def cached_processor(path: str, files_hash: str):
+    """`load_processor(path)`, loaded once per process for the same processor files
+    (`fingerprint(path)["tokenizer"]`, taken by the caller, is part of the key, so changed files
+    at the same path load anew). Ray Data's map tasks run in worker processes that Ray reuses, so
+    their batches after the first skip the load."""
+    return load_processor(path)
 
 
 def _processor_class(path: str | Path):
