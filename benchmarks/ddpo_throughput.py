@@ -103,6 +103,34 @@ def measure_ddpo(model: Path, shards: Path, work: Path, workers: int, cpus: int,
     return {"pairs_per_s": result["pairs_per_s"], "windows": result["windows"], "load_1min": load}
 
 
+def work_ratio(shards: Path, batch_size: int, samples: int = 200) -> dict:
+    """How much more language-model work TRL does per step than DDPO, from the pairs' lengths: the
+    ceiling of the speed-up where each token position costs the same. Per batch of `batch_size`
+    pairs, padding included, a forward counted once and a backward twice:
+    - DDPO (shared prompt, cached reference): 3 x (B x longest prompt + 2B x longest answer);
+    - TRL: 3 x 2B x longest prompt + answer (policy) + 2B x the same (reference forward).
+    `without_padding`: DDPO's real tokens instead of its padded tensors (TRL kept padded), what
+    packing the answers would reach. The vision encoder, frozen in both, is left out: it runs once
+    per pair in DDPO and four times in TRL, so it only raises the ratio."""
+    import random
+
+    import pyarrow.parquet as pq
+
+    from rlhfv_ray.data.shards import shard_files
+
+    rows = pq.read_table(shard_files(str(shards)), columns=["prompt_ids", "chosen_ids", "rejected_ids"]).to_pylist()
+    rng, padded, unpadded = random.Random(0), [], []
+    for _ in range(samples):
+        batch = rng.sample(rows, min(batch_size, len(rows)))
+        prompts = [len(r["prompt_ids"]) for r in batch]
+        answers = [max(len(r["chosen_ids"]), len(r["rejected_ids"])) for r in batch]
+        trl = 4 * 2 * len(batch) * max(p + a for p, a in zip(prompts, answers))
+        padded.append(trl / (3 * len(batch) * (max(prompts) + 2 * max(answers))))
+        real = sum(prompts) + sum(len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in batch)
+        unpadded.append(trl / (3 * real))
+    return {"padded": statistics.mean(padded), "without_padding": statistics.mean(unpadded)}
+
+
 def trl_dataset(records: list[dict], processor):
     """The same pairs in TRL's vision format: an "image" column and plain-text prompt / chosen /
     rejected. The prompt is the project's chat-template prompt (`user_prompt`, with the <image>
@@ -247,6 +275,7 @@ def main() -> None:
             from rlhfv_ray.model.io import load_processor
             dataset = trl_dataset(records, load_processor(str(model)))
             longest = check_same_tokens(make_trl_trainer(model, dataset, work / "trl-check", args), shards)
+            result["work_ratio_trl_vs_ddpo"] = work_ratio(shards, args.batch_size)
             measures = {  # name -> one timed run; all alternate within each repeat
                 "ddpo_1_worker": lambda r: measure_ddpo(model, shards, work, 1, 2, args, r),
                 "ddpo_2_workers": lambda r: measure_ddpo(model, shards, work, 2, 1, args, r),
@@ -292,7 +321,8 @@ def main() -> None:
         "per_repeat": [round(d["pairs_per_s"] / b["pairs_per_s"], 3) for d, b in zip(runs[ddpo], runs[base])]}
         for name, (ddpo, base) in compared.items()}
     path = write_json(args.out, result)
-    print(json.dumps({k: result[k] for k in (*runs, "scaling_2_vs_1_workers", "ratio_ddpo_vs_trl")}, indent=2))
+    print(json.dumps({k: result[k] for k in (*runs, "scaling_2_vs_1_workers", "ratio_ddpo_vs_trl",
+                                             "work_ratio_trl_vs_ddpo")}, indent=2))
     print(f"wrote {path}")
 
 

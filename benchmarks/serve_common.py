@@ -95,8 +95,10 @@ def environment() -> dict:
     import torch
     import transformers
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "ray": ray.__version__,
-            "transformers": transformers.__version__, "cpu_count": os.cpu_count(),
+    from machine import machine  # the CPU model and commit
+
+    return {**machine(), "python": platform.python_version(), "torch": torch.__version__, "ray": ray.__version__,
+            "transformers": transformers.__version__,
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
             "ray_worker_niceness": os.environ.get("RAY_worker_niceness"),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
