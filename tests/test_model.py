@@ -6,7 +6,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, LlavaForCon
 from rlhfv_ray.model.encoding import build_lm_batch, encode_answers, encode_prompts, user_prompt
 from rlhfv_ray.scene_world.tiny_llava import pixel_values
 from rlhfv_ray.model.generate import GenerationSettings, generate
-from rlhfv_ray.model.io import cached_processor, fingerprint
+from rlhfv_ray.model.io import cached_processor, fingerprint, processor_hash
 from rlhfv_ray.model.logprobs import forward_token_logps
 from rlhfv_ray.scene_world.render import render_scene
 from rlhfv_ray.scene_world.scene import sample_scene
@@ -73,11 +73,12 @@ def test_a_processor_is_loaded_once_per_process_until_its_files_change(tiny_mode
 
     model = tmp_path / "m"
     shutil.copytree(tiny_model_dir, model)
-    first = cached_processor(str(model), fingerprint(model)["tokenizer"])
-    assert cached_processor(str(model), fingerprint(model)["tokenizer"]) is first
+    assert processor_hash(model) == fingerprint(model)["tokenizer"]
+    first = cached_processor(str(model), processor_hash(model))
+    assert cached_processor(str(model), processor_hash(model)) is first
     template = model / "chat_template.jinja"
     template.write_text(template.read_text() + "{# changed #}")
-    changed = cached_processor(str(model), fingerprint(model)["tokenizer"])
+    changed = cached_processor(str(model), processor_hash(model))
     assert changed is not first and changed.chat_template.endswith("{# changed #}")
 
 

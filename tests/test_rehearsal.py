@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from rlhfv_ray.data.conversations import ConversationData, PrepareConversations
 from rlhfv_ray.data.shards import shard_files
-from rlhfv_ray.model.io import fingerprint
+from rlhfv_ray.model.io import processor_hash
 from rlhfv_ray.scene_world.data import conversation_row
 from rlhfv_ray.scene_world.render import image_to_png_bytes, render_scene
 from rlhfv_ray.scene_world.scene import sample_scene
@@ -37,7 +37,7 @@ def test_config_rejects_unknown_keys_and_rehearsal_without_data():
 
 def _pool(tiny_model_dir, n: int) -> list[dict]:
     """Prepared rows (what the worker's pool holds) of `n` one-question conversations."""
-    prepare = PrepareConversations(str(tiny_model_dir), fingerprint(tiny_model_dir)["tokenizer"],
+    prepare = PrepareConversations(str(tiny_model_dir), processor_hash(tiny_model_dir),
                                    ConversationData(data=["unused"]))
     rows = []
     for i in range(n):

@@ -154,11 +154,11 @@ class PrepareConversations:
 def prepare_conversations(data: ConversationData, model_path: str, out_dir: str | Path, name: str):
     """(usable rows as a materialized Ray Dataset, summary). Rejects go to `out_dir/{name}_rejects.parquet`
     and the summary, with read = used + rejected, to `out_dir/{name}_summary.json`."""
-    from rlhfv_ray.model.io import fingerprint
+    from rlhfv_ray.model.io import processor_hash
 
     if data.image_folder and "://" not in data.image_folder:  # read tasks run elsewhere
         data = data.model_copy(update={"image_folder": str(Path(data.image_folder).resolve())})
-    prepare = PrepareConversations(model_path, fingerprint(model_path)["tokenizer"], data)
+    prepare = PrepareConversations(model_path, processor_hash(model_path), data)
     prepared = read_rows(data.data, ["id", "image", "conversations"]).map_batches(
         prepare, batch_size=64, batch_format="pandas").materialize()
     summary = {**account(prepared, out_dir, f"{name}_rejects.parquet"), "data": data.data}

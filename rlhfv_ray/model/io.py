@@ -45,7 +45,7 @@ def load_processor(path: str | Path):
 @functools.lru_cache(maxsize=4)
 def cached_processor(path: str, files_hash: str):
     """`load_processor(path)`, loaded once per process for the same processor files
-    (`fingerprint(path)["tokenizer"]`, taken by the caller, is part of the key, so changed files
+    (`processor_hash(path)`, taken by the caller, is part of the key, so changed files
     at the same path load anew). Ray Data's map tasks run in worker processes that Ray reuses, so
     their batches after the first skip the load."""
     return load_processor(path)
@@ -170,14 +170,23 @@ def fingerprint(path: str | Path) -> dict[str, str]:
     return {**own, "model": combined, "architecture": of_base["architecture"]}
 
 
+def processor_hash(path: str | Path) -> str:
+    """The hash of a checkpoint's tokenizer and processor files (`fingerprint`'s "tokenizer"),
+    without reading its weights."""
+    return _processor_files_hash(local_checkpoint(path))
+
+
+def _processor_files_hash(root: Path) -> str:
+    return _hash_files([root / name for name in _TOKENIZER_FILES if (root / name).exists()])
+
+
 def _fingerprint_files(root: Path, extra_weights: Sequence[Path] = ()) -> dict[str, str]:
     weights = [f for f in root.iterdir() if f.suffix in _WEIGHT_SUFFIXES] + list(extra_weights)
     if not weights:
         raise FileNotFoundError(f"no weight files (*.safetensors, *.bin) in {root}")
-    tokenizer = [root / name for name in _TOKENIZER_FILES if (root / name).exists()]
     config = json.loads((root / "config.json").read_text()) if (root / "config.json").exists() else {}
     return {
         "model": _hash_files(weights),
-        "tokenizer": _hash_files(tokenizer),
+        "tokenizer": _processor_files_hash(root),
         "architecture": ",".join(config.get("architectures", [])),
     }
