@@ -49,7 +49,7 @@ class TrainSection(StrictModel):
     scaling: ScalingSettings = ScalingSettings()
     deepspeed: DeepSpeedSettings = DeepSpeedSettings()
     checkpoint: CheckpointSettings = CheckpointSettings()
-    log_every: int = Field(10, gt=0)  # steps between logged records (metrics.jsonl, ray.train.report, trackers)
+    log_every: int = Field(10, gt=0)  # steps between logged records (metrics.jsonl, Result.metrics_dataframe, trackers)
     tracking: TrackingSettings = TrackingSettings()
     seed: int = 0
     freeze_vision_tower: bool = True  # LLaVA-1.5 trains projector + LLM; the vision tower stays frozen

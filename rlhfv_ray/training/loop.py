@@ -5,8 +5,7 @@ one over (a restarted worker group, or a rerun of the same run name), streams it
 "train" dataset with `iter_torch_batches`, and every `checkpoint.every_steps` optimizer steps
 saves its DeepSpeed shard and reports it through `ray.train.report` (Ray merges the shards of all
 workers into one checkpoint directory). The last report carries the `save_pretrained` model. Every
-`log_every` steps the metrics, averaged over ranks, go to `ray.train.report` and rank 0's sinks
-(`tracking.py`).
+`log_every` steps the metrics, averaged over ranks, go to rank 0's sinks (`tracking.py`).
 
 The data position survives restarts: the checkpoint records the epoch and the number of micro
 batches consumed in it; a resumed worker skips that many batches of the (seeded) epoch order.
@@ -76,14 +75,11 @@ def _restore(engine) -> TrainState:
     return TrainState(**client["train_state"])
 
 
-def _report(engine, state: TrainState, metrics: dict, checkpoint: bool, processor=None) -> None:
-    """Collective: `metrics` to Ray Train; with `checkpoint`, every rank saves its shard (and rank 0
-    the HF model when `processor` is given)."""
+def _report(engine, state: TrainState, metrics: dict, processor=None) -> None:
+    """Collective: every rank saves its shard (and rank 0 the HF model when `processor` is given)
+    and reports it to Ray Train with `metrics`. Only checkpoints are reported (`tracking.py`)."""
     import ray.train
 
-    if not checkpoint:
-        ray.train.report(metrics)
-        return
     with tempfile.TemporaryDirectory() as tmp:
         save_engine_checkpoint(engine, tmp, {"train_state": state.__dict__})
         if processor is not None:
@@ -150,9 +146,8 @@ def run_training(section: TrainSection, model: torch.nn.Module, processor, parts
                 window, window_started, window_examples, window_tokens = {}, time.perf_counter(), 0, 0
             if state.step >= section.optim.max_steps:
                 break  # the last report, below, carries the last record
-            save = state.step % section.checkpoint.every_steps == 0
-            if logged or save:
-                _report(engine, state, record if logged else {"step": state.step}, checkpoint=save)
+            if state.step % section.checkpoint.every_steps == 0:
+                _report(engine, state, record if logged else {"step": state.step})
         else:
             state.epoch += 1
             state.micro_in_epoch = 0
@@ -160,4 +155,4 @@ def run_training(section: TrainSection, model: torch.nn.Module, processor, parts
                 raise RuntimeError("the training dataset yielded no full micro batch: it is smaller than "
                                    f"micro_batch_size x workers ({section.optim.micro_batch_size})")
     writer.close()
-    _report(engine, state, {**(record or {}), "step": state.step, "done": True}, checkpoint=True, processor=processor)
+    _report(engine, state, {**(record or {}), "step": state.step, "done": True}, processor=processor)

@@ -1,6 +1,10 @@
 """Where a training run's metrics go: rank 0 writes every logged record to `metrics.jsonl`, a log
-line with progress, and, when the config turns them on, MLflow and TensorBoard; every rank passes
-the record to `ray.train.report`, and the driver keeps what was reported for `Result.metrics_dataframe`.
+line with progress, the driver's history (`Result.metrics_dataframe`) and, when the config turns
+them on, MLflow and TensorBoard.
+
+Logged records do not go through `ray.train.report`, only checkpoints do: a report waits until the
+Train controller has taken the previous one, which it polls for every 2 s
+(RAY_TRAIN_HEALTH_CHECK_INTERVAL_S), so reporting more often than that stalls every worker.
 """
 
 from __future__ import annotations
@@ -58,9 +62,10 @@ class MetricsWriter:
         self.enabled, self.desc, self.total_steps = enabled, desc, total_steps
         self.started, self.initial_step = time.perf_counter(), initial_step
         self.path = Path(out) / METRICS_FILE if out and enabled else None
-        self.mlflow = self.tensorboard = None
+        self.mlflow = self.tensorboard = self.history = None
         if not enabled:
             return
+        self.history = history_sink(run_name)
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         if tracking.mlflow:
@@ -82,6 +87,8 @@ class MetricsWriter:
         if self.path:
             with open(self.path, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
+        if self.history is not None:
+            self.history.add.remote(record)  # not waited for
         scalars = {k: float(v) for k, v in record.items() if k != "step" and isinstance(v, (int, float))}
         if self.mlflow is not None:
             import mlflow
@@ -110,37 +117,49 @@ class MetricsWriter:
             self.tensorboard.close()
 
 
-def reported_metrics_callback():
-    """A Ray Train callback that keeps rank 0's metrics of every `ray.train.report`: Ray Train's
-    `Result.metrics_dataframe` holds only those attached to the checkpoints it kept. The callback
-    runs in the Train controller, so the rows go to a small actor the driver reads after `fit`."""
+def _history_name(run_name: str) -> str:
+    """One history per driver (job) and run: workers of the same job find it by this name."""
     import ray
-    from ray.train import UserCallback
 
-    @ray.remote(num_cpus=0)
-    class History:
-        def __init__(self):
-            self.rows: list[dict] = []
+    return f"rlhfv-metrics-{ray.get_runtime_context().get_job_id()}-{run_name}"
 
-        def add(self, row: dict) -> None:
-            self.rows.append(row)
 
-        def get(self) -> list[dict]:
-            return self.rows
+class MetricsHistory:
+    """The driver's copy of rank 0's logged records, for `Result.metrics_dataframe`: an actor that
+    rank 0's writer appends to without waiting (`history_sink`), read by the driver after `fit`."""
 
-    class ReportedMetrics(UserCallback):
-        def __init__(self):
-            self.history = History.remote()
+    def __init__(self, run_name: str):
+        import ray
 
-        def after_report(self, run_context, metrics, checkpoint):
-            if metrics and metrics[0]:
-                self.history.add.remote(dict(metrics[0]))
+        @ray.remote(num_cpus=0)
+        class Rows:
+            def __init__(self):
+                self.rows: list[dict] = []
 
-        def dataframe(self):
-            import pandas as pd
+            def add(self, row: dict) -> None:
+                self.rows.append(row)
 
-            rows = ray.get(self.history.get.remote())
-            ray.kill(self.history)
-            return pd.DataFrame(rows)
+            def get(self) -> list[dict]:
+                return self.rows
 
-    return ReportedMetrics()
+        self.actor = Rows.options(name=_history_name(run_name)).remote()
+
+    def dataframe(self):
+        """The records as a DataFrame; the actor is gone after this."""
+        import pandas as pd
+        import ray
+
+        rows = ray.get(self.actor.get.remote())
+        ray.kill(self.actor)
+        return pd.DataFrame(rows)
+
+
+def history_sink(run_name: str):
+    """Rank 0's handle on the driver's `MetricsHistory`; None outside a run started by one."""
+    import ray
+
+    try:
+        return ray.get_actor(_history_name(run_name))
+    except ValueError:
+        logger.warning(f"no metrics history for run {run_name}: Result.metrics_dataframe will be empty")
+        return None

@@ -10,7 +10,7 @@ from typing import Callable
 from rlhfv_ray.ray_runtime import init_ray
 from rlhfv_ray.training.config import TrainSection
 from rlhfv_ray.training.loop import MODEL_SUBDIR
-from rlhfv_ray.training.tracking import METRICS_FILE, reported_metrics_callback
+from rlhfv_ray.training.tracking import METRICS_FILE, MetricsHistory
 
 
 def start_run(config, out: str) -> Path:
@@ -60,7 +60,7 @@ def fit_and_export(worker_fn: Callable[[dict], None], config: TrainSection, data
     """Run `worker_fn` on `config.scaling.num_workers` Ray Train workers; copy the final
     `save_pretrained` model (a LoRA run's adapter, and its merged model if asked) out of the last
     checkpoint into `out`. Returns the Ray Train Result, its `metrics_dataframe` holding every
-    reported record (one per `log_every` steps)."""
+    logged record (one per `log_every` steps; `tracking.MetricsHistory`)."""
     import dataclasses
 
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
@@ -71,7 +71,7 @@ def fit_and_export(worker_fn: Callable[[dict], None], config: TrainSection, data
     if scaling.use_gpu:
         resources["GPU"] = 1
     run_name = getattr(config, "run_name", None) or default_run_name(default_name, config)
-    reported = reported_metrics_callback()
+    history = MetricsHistory(run_name)
     trainer = TorchTrainer(
         worker_fn,
         train_loop_config=worker_config(config),
@@ -82,14 +82,16 @@ def fit_and_export(worker_fn: Callable[[dict], None], config: TrainSection, data
             storage_path=storage_uri(config.checkpoint.storage_path),
             failure_config=FailureConfig(max_failures=scaling.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=config.checkpoint.num_to_keep),
-            callbacks=[reported],
         ),
         datasets=datasets,
         dataset_config=DataConfig(datasets_to_split=["train"]),  # others (rehearsal) reach every worker whole
         torch_config=TorchConfig(backend="nccl" if scaling.use_gpu else "gloo"),
     )
-    result = trainer.fit()
-    result = dataclasses.replace(result, metrics_dataframe=reported.dataframe())
+    try:
+        result = trainer.fit()
+    finally:
+        frame = history.dataframe()  # read (and the actor removed) whether or not the run failed
+    result = dataclasses.replace(result, metrics_dataframe=frame)
     if result.checkpoint is None:
         raise RuntimeError(f"training run {run_name} finished without a checkpoint")
     with result.checkpoint.as_directory() as directory:
