@@ -14,7 +14,9 @@ CPU, fp32, 2 CPU threads in all: the 1-worker DDPO run gets 2 CPUs (micro batch 
 process with torch.set_num_threads(2). The 1-worker DDPO and TRL runs are repeated with 1 thread:
 on a 2-core machine that other work keeps busy, a 2-thread process waits at every parallel op for
 its second thread to be scheduled, and that wait, not the model's arithmetic, can set its speed
-(the 1-thread pair measures the work alone). DDPO is measured as users run it, `run_train(DDPOConfig)`,
+(the 1-thread pair measures the work alone). The 2-thread pair is run once more with both grouping
+their batches by length (DDPO's `group_by_length`, TRL's `train_sampling_strategy="group_by_length"`,
+the same windows). DDPO is measured as users run it, `run_train(DDPOConfig)`,
 from the `examples_per_s` its rank 0 logs every --log-every steps; TRL's steps are timed by a
 callback over windows of the same length. The first window (engine / trainer warm-up) is dropped,
 the rest give a median per run, and the runs alternate (DDPO 1w, DDPO 2w, TRL, ...) so a change in
@@ -83,11 +85,13 @@ def build_shards_once(model: Path, records: list[dict], work: Path) -> Path:
     return work / "shards"
 
 
-def measure_ddpo(model: Path, shards: Path, work: Path, workers: int, cpus: int, args, repeat: int) -> dict:
-    """`cpus` per worker: the torch threads each worker sets (run_training)."""
+def measure_ddpo(model: Path, shards: Path, work: Path, workers: int, cpus: int, args, repeat: int,
+                 window: int | None = None) -> dict:
+    """`cpus` per worker: the torch threads each worker sets (run_training); `window`: group_by_length's."""
     from rlhfv_ray.training.train_ddpo import DDPOConfig, run_train
 
-    name = f"bench-ddpo-{workers}w{cpus}c-{repeat}"  # a fresh run name: the same name would resume
+    # a fresh run name: the same name would resume
+    name = f"bench-ddpo-{workers}w{cpus}c{'-grouped' if window else ''}-{repeat}"
     config = DDPOConfig.model_validate({
         "model": str(model), "shards": str(shards), "out": str(work / name), "run_name": name,
         "scaling": {"num_workers": workers, "cpus_per_worker": cpus},
@@ -96,51 +100,82 @@ def measure_ddpo(model: Path, shards: Path, work: Path, workers: int, cpus: int,
                   "micro_batch_size": args.batch_size // workers},
         # no checkpoint inside the run: its time would land in the next window
         "checkpoint": {"storage_path": str(work / "ray_results"), "every_steps": 10_000},
-        "log_every": args.log_every})
+        "log_every": args.log_every, "group_by_length": {"window": window} if window else None})
     load = os.getloadavg()[0]
     run_train(config)
     result = median_examples_per_s(Path(config.out) / "metrics.jsonl")
     return {"pairs_per_s": result["pairs_per_s"], "windows": result["windows"], "load_1min": load}
 
 
-def work_ratio(shards: Path, batch_size: int, samples: int = 200) -> dict:
+def hf_window(pairs: int, batch_size: int) -> int:
+    """The micro batches per sorted window of HF's LengthGroupedSampler (its mega_batch_mult), which
+    TRL's group_by_length uses: given to DDPO's group_by_length too, so both group alike."""
+    return max(1, min(pairs // (batch_size * 4), 50))
+
+
+def work_ratio(shards: Path, batch_size: int, window: int, epochs: int = 30) -> dict:
     """How much more language-model work TRL does per step than DDPO, from the pairs' lengths: the
     ceiling of the speed-up where each token position costs the same. Per batch of `batch_size`
     pairs, padding included, a forward counted once and a backward twice:
     - DDPO (shared prompt, cached reference): 3 x (B x longest prompt + 2B x longest answer);
     - TRL: 3 x 2B x longest prompt + answer (policy) + 2B x the same (reference forward).
-    `without_padding`: DDPO's real tokens instead of its padded tensors (TRL kept padded), what
-    packing the answers would reach. The vision encoder, frozen in both, is left out: it runs once
-    per pair in DDPO and four times in TRL, so it only raises the ratio."""
+    Over `epochs` shuffled epochs, batches as drawn (`padded`) or grouped by length in windows of
+    `window` batches (`grouped`, both frameworks; `ddpo_grouped_vs_trl_shuffled`).
+    `without_padding`: DDPO's real tokens (TRL padded, shuffled), what packing the answers would reach.
+    The vision encoder, frozen in both, is left out: it runs once per pair in DDPO and four times in
+    TRL, so it only raises the ratio."""
     import random
 
     import pyarrow.parquet as pq
 
     from rlhfv_ray.data.shards import shard_files
+    from rlhfv_ray.training.loop import length_grouped
 
     rows = pq.read_table(shard_files(str(shards)), columns=["prompt_ids", "chosen_ids", "rejected_ids"]).to_pylist()
-    rng, padded, unpadded = random.Random(0), [], []
-    for _ in range(samples):
-        batch = rng.sample(rows, min(batch_size, len(rows)))
-        prompts = [len(r["prompt_ids"]) for r in batch]
-        answers = [max(len(r["chosen_ids"]), len(r["rejected_ids"])) for r in batch]
-        trl = 4 * 2 * len(batch) * max(p + a for p, a in zip(prompts, answers))
-        padded.append(trl / (3 * len(batch) * (max(prompts) + 2 * max(answers))))
-        real = sum(prompts) + sum(len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in batch)
-        unpadded.append(trl / (3 * real))
-    return {"padded": statistics.mean(padded), "without_padding": statistics.mean(unpadded)}
+    prompts = [len(r["prompt_ids"]) for r in rows]
+    answers = [max(len(r["chosen_ids"]), len(r["rejected_ids"])) for r in rows]
+    widths = [p + a for p, a in zip(prompts, answers)]
+
+    def ddpo(batch):
+        return 3 * len(batch) * (max(prompts[i] for i in batch) + 2 * max(answers[i] for i in batch))
+
+    def trl(batch):
+        return 4 * 2 * len(batch) * max(widths[i] for i in batch)
+
+    rng, shuffled, grouped = random.Random(0), [], []
+    for epoch in range(epochs):
+        order = rng.sample(range(len(rows)), len(rows))
+        shuffled += [order[i:i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
+        for start in range(0, len(order), batch_size * window):
+            chunk = order[start:start + batch_size * window]
+            grouped += [[chunk[i] for i in b] for b in length_grouped([widths[i] for i in chunk], batch_size, epoch)]
+    real = sum(3 * (prompts[i] + len(rows[i]["chosen_ids"]) + len(rows[i]["rejected_ids"])) for b in shuffled for i in b)
+    work = {name: sum(map(cost, batches)) for name, cost, batches in
+            (("ddpo", ddpo, shuffled), ("trl", trl, shuffled), ("ddpo_grouped", ddpo, grouped), ("trl_grouped", trl, grouped))}
+    return {"padded": work["trl"] / work["ddpo"], "without_padding": work["trl"] / real,
+            "grouped": work["trl_grouped"] / work["ddpo_grouped"],
+            "ddpo_grouped_vs_trl_shuffled": work["trl"] / work["ddpo_grouped"],
+            "padding_saved_by_grouping": {"ddpo": 1 - work["ddpo_grouped"] / work["ddpo"],
+                                          "trl": 1 - work["trl_grouped"] / work["trl"]}}
 
 
-def trl_dataset(records: list[dict], processor):
+def trl_dataset(records: list[dict], processor, shards: Path):
     """The same pairs in TRL's vision format: an "image" column and plain-text prompt / chosen /
     rejected. The prompt is the project's chat-template prompt (`user_prompt`, with the <image>
     placeholder the processor expands) and the answers are the template's assistant turns, so TRL's collator
-    yields token for token the sequences of the shards (checked in `check_same_tokens`)."""
+    yields token for token the sequences of the shards (checked in `check_same_tokens`). A "length"
+    column, each pair's width as DDPO's group_by_length sorts on it (`pair_widths`), is what TRL's
+    group_by_length sorts on."""
+    import pyarrow.parquet as pq
     from datasets import Dataset
 
+    from rlhfv_ray.data.shards import shard_files
     from rlhfv_ray.images import decode_image
     from rlhfv_ray.model.encoding import conversation_pieces, user_prompt
+    from rlhfv_ray.training.train_ddpo import pair_widths
 
+    table = pq.read_table(shard_files(str(shards))).to_pydict()
+    width = dict(zip(zip(table["question"], table["chosen"], table["rejected"]), pair_widths(table).tolist()))
     texts = [json.loads(r["text"]) for r in records]
 
     def answer(t: dict, key: str) -> str:  # the template's assistant turn, end-of-turn token included
@@ -150,7 +185,8 @@ def trl_dataset(records: list[dict], processor):
         "image": [decode_image(r["image"]["bytes"]) for r in records],
         "prompt": [user_prompt(processor, t["question"]) for t in texts],
         "chosen": [answer(t, "chosen") for t in texts],
-        "rejected": [answer(t, "rejected") for t in texts]})
+        "rejected": [answer(t, "rejected") for t in texts],
+        "length": [width[t["question"], t["chosen"], t["rejected"]] for t in texts]})
 
 
 def check_same_tokens(trainer, shards: Path) -> int:
@@ -198,7 +234,7 @@ def make_trl_trainer(model_dir: Path, dataset, out: Path, args, callbacks=(), **
                       processing_class=processor, callbacks=list(callbacks))
 
 
-def measure_trl(model_dir: Path, dataset, work: Path, threads: int, args, repeat: int) -> dict:
+def measure_trl(model_dir: Path, dataset, work: Path, threads: int, args, repeat: int, grouped: bool = False) -> dict:
     import torch
     from transformers import TrainerCallback
 
@@ -213,7 +249,11 @@ def measure_trl(model_dir: Path, dataset, work: Path, threads: int, args, repeat
             self.stamps.append(time.perf_counter())
 
     clock, load = StepClock(), os.getloadavg()[0]
-    trainer = make_trl_trainer(model_dir, dataset, work / f"trl-{threads}t-{repeat}", args, callbacks=[clock])
+    # TRL keeps only its vision columns unless told otherwise; its collator ignores "length"
+    grouping = ({"train_sampling_strategy": "group_by_length", "length_column_name": "length",
+                 "remove_unused_columns": False} if grouped else {})
+    trainer = make_trl_trainer(model_dir, dataset, work / f"trl-{threads}t{'-grouped' if grouped else ''}-{repeat}",
+                               args, callbacks=[clock], **grouping)
     torch.set_num_threads(threads)  # TRL runs in this process
     trainer.train()
     # windows of log_every steps, as DDPO's rank 0 logs them; the first (warm-up) dropped
@@ -273,15 +313,18 @@ def main() -> None:
             ray.data.DataContext.get_current().enable_progress_bars = False
             shards = build_shards_once(model, records, work)
             from rlhfv_ray.model.io import load_processor
-            dataset = trl_dataset(records, load_processor(str(model)))
+            dataset = trl_dataset(records, load_processor(str(model)), shards)
             longest = check_same_tokens(make_trl_trainer(model, dataset, work / "trl-check", args), shards)
-            result["work_ratio_trl_vs_ddpo"] = work_ratio(shards, args.batch_size)
+            window = hf_window(args.pairs, args.batch_size)
+            result["work_ratio_trl_vs_ddpo"] = work_ratio(shards, args.batch_size, window)
             measures = {  # name -> one timed run; all alternate within each repeat
                 "ddpo_1_worker": lambda r: measure_ddpo(model, shards, work, 1, 2, args, r),
                 "ddpo_2_workers": lambda r: measure_ddpo(model, shards, work, 2, 1, args, r),
                 "trl_dpo": lambda r: measure_trl(model, dataset, work, 2, args, r),
                 "ddpo_1_worker_1_thread": lambda r: measure_ddpo(model, shards, work, 1, 1, args, r),
-                "trl_dpo_1_thread": lambda r: measure_trl(model, dataset, work, 1, args, r)}
+                "trl_dpo_1_thread": lambda r: measure_trl(model, dataset, work, 1, args, r),
+                "ddpo_1_worker_grouped": lambda r: measure_ddpo(model, shards, work, 1, 2, args, r, window),
+                "trl_dpo_grouped": lambda r: measure_trl(model, dataset, work, 2, args, r, grouped=True)}
             runs: dict[str, list[dict]] = {name: [] for name in measures}
             for repeat in range(args.repeats):
                 for name, measure in measures.items():
@@ -304,7 +347,9 @@ def main() -> None:
                 "reference": "ref_model=None: TRL's own frozen copy, a forward every step",
                 "vision_tower": "frozen in both", "gradient_checkpointing": False, "max_length": None,
                 "precompute_ref_log_probs": precompute},
-        "sequences": f"identical token ids in both (checked); longest sequence {longest} tokens, no truncation"}
+        "sequences": f"identical token ids in both (checked); longest sequence {longest} tokens, no truncation",
+        "grouped": f"group_by_length in both, windows of {window} batches (HF's LengthGroupedSampler's "
+                   "mega_batch_mult for these pairs and batch size; DDPO's group_by_length.window)"}
     result.update({name: summarize(rs) for name, rs in runs.items()})
     rate = {name: result[name]["pairs_per_s"] for name in runs}
     # 2 workers x 1 CPU against 1 worker with the same 2 CPUs, and against 1 worker with 1 CPU
@@ -315,7 +360,9 @@ def main() -> None:
     # minutes apart, so a slow spell of the machine weighs less than in the ratio of medians.
     compared = {"1_process_2_threads": ("ddpo_1_worker", "trl_dpo"),
              "1_process_1_thread": ("ddpo_1_worker_1_thread", "trl_dpo_1_thread"),
-             "ddpo_2_workers_vs_trl_2_threads": ("ddpo_2_workers", "trl_dpo")}
+             "ddpo_2_workers_vs_trl_2_threads": ("ddpo_2_workers", "trl_dpo"),
+             "both_grouped_by_length": ("ddpo_1_worker_grouped", "trl_dpo_grouped"),
+             "ddpo_grouped_vs_trl_default": ("ddpo_1_worker_grouped", "trl_dpo")}
     result["ratio_ddpo_vs_trl"] = {name: {
         "ratio_of_medians": rate[ddpo] / rate[base],
         "per_repeat": [round(d["pairs_per_s"] / b["pairs_per_s"], 3) for d, b in zip(runs[ddpo], runs[base])]}

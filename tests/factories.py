@@ -21,7 +21,8 @@ DDPO_STEPS = 8  # of the session's uninterrupted run (conftest `ddpo_two_workers
 
 
 def ddpo_config(model, shards, out_root, name: str, steps: int = 4, **extra):
-    """A small DDPO run on 2 Ray Train workers, checkpointed every 2 steps."""
+    """A small DDPO run on 2 Ray Train workers, checkpointed every 2 steps, its micro batches grouped
+    by length (a resumed worker skips into the grouped order)."""
     from rlhfv_ray.training.train_ddpo import DDPOConfig
 
     return DDPOConfig.model_validate({
@@ -29,7 +30,7 @@ def ddpo_config(model, shards, out_root, name: str, steps: int = 4, **extra):
         "scaling": {"num_workers": 2, "cpus_per_worker": 1, "max_failures": 2},
         "optim": {"lr": 1e-3, "warmup_steps": 0, "max_steps": steps, "global_batch_size": 4, "micro_batch_size": 2},
         "checkpoint": {"storage_path": str(out_root / "ray_results"), "every_steps": 2},
-        "log_every": 1, **extra,
+        "log_every": 1, "group_by_length": {"window": 2}, **extra,
     })
 
 

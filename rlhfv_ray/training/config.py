@@ -36,6 +36,14 @@ class DeepSpeedSettings(StrictModel):
     precision: Literal["auto", "bf16", "fp32"] = "auto"
 
 
+class LengthGrouping(StrictModel):
+    """Micro batches of examples of about the same length (HF Trainer's group_by_length), so that a
+    batch pads less: each window of `window` micro batches of the shuffled stream is sorted by length
+    and cut again, and its batches are taken in a seeded random order."""
+
+    window: int = Field(16, ge=2)  # micro batches per sorted window: longer, less padding, less random
+
+
 class CheckpointSettings(StrictModel):
     storage_path: str = "runs/ray_results"  # local dir here; s3://... or NFS on a cluster
     every_steps: int = Field(200, gt=0)
@@ -55,6 +63,7 @@ class TrainSection(StrictModel):
     freeze_vision_tower: bool = True  # LLaVA-1.5 trains projector + LLM; the vision tower stays frozen
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more compute
     lora: LoraSettings | None = None  # train LoRA adapters (PEFT) instead of the full model
+    group_by_length: LengthGrouping | None = None  # off: micro batches as the shuffle draws them
 
     @model_validator(mode="after")
     def _batch_divides(self) -> "TrainSection":

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 from rlhfv_ray.training.config import TrainSection
@@ -42,9 +43,35 @@ class LoopParts:
     name: str
     loss_fn: LossFn
     collate_fn: CollateFn
+    # each row's padded length in a batch, from a batch of rows (numpy columns): group_by_length's key
+    row_lengths: Callable[[dict], np.ndarray]
     shuffle_buffer: int = 256
     # tokens the model processes in a batch (for tokens/s); None: not reported
     count_tokens: Callable[[dict], int] | None = None
+
+
+def length_grouped(lengths: np.ndarray, micro_batch_size: int, seed: int) -> list[np.ndarray]:
+    """Row indices of a window's micro batches, each of rows of about the same length: the rows
+    sorted by length (longest first, ties in stream order), cut into micro batches (a last partial
+    one dropped), taken in a random order of `seed`."""
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    batches = [order[i:i + micro_batch_size] for i in range(0, len(order) - micro_batch_size + 1, micro_batch_size)]
+    return [batches[i] for i in np.random.default_rng(seed).permutation(len(batches))]
+
+
+def epoch_batches(shard, section: TrainSection, parts: LoopParts, epoch: int):
+    """One epoch of collated micro batches from this worker's split, the same on every run of the
+    same seed (resume skips into it): as the local shuffle draws them, or grouped by length."""
+    micro, seed = section.optim.micro_batch_size, section.seed + epoch
+    shuffle = {"local_shuffle_buffer_size": parts.shuffle_buffer, "local_shuffle_seed": seed}
+    if section.group_by_length is None:
+        yield from shard.iter_torch_batches(batch_size=micro, collate_fn=parts.collate_fn, drop_last=True, **shuffle)
+        return
+    # whole windows hold a multiple of micro batches, so the count per epoch is that of drop_last
+    windows = shard.iter_batches(batch_size=micro * section.group_by_length.window, batch_format="numpy", **shuffle)
+    for number, rows in enumerate(windows):
+        for indices in length_grouped(parts.row_lengths(rows), micro, seed=seed * 100_003 + number):
+            yield parts.collate_fn({key: column[indices] for key, column in rows.items()})
 
 
 @dataclass
@@ -111,11 +138,8 @@ def run_training(section: TrainSection, model: torch.nn.Module, processor, parts
     record: dict | None = None
     engine.train()
     while state.step < section.optim.max_steps:
-        batches = shard.iter_torch_batches(
-            batch_size=section.optim.micro_batch_size, collate_fn=parts.collate_fn, drop_last=True,
-            local_shuffle_buffer_size=parts.shuffle_buffer, local_shuffle_seed=section.seed + state.epoch)
         batches_in_epoch = 0
-        for index, batch in enumerate(batches):
+        for index, batch in enumerate(epoch_batches(shard, section, parts, state.epoch)):
             batches_in_epoch += 1
             if index < state.micro_in_epoch:
                 continue  # resumed: these batches were trained on before the restart

@@ -10,6 +10,7 @@ rejected) and metrics beside it.
 from __future__ import annotations
 
 
+import numpy as np
 import torch
 
 from rlhfv_ray.data.conversations import ConversationData, prepare_conversations
@@ -56,6 +57,7 @@ def sft_worker(config_dict: dict) -> None:
     config = SFTConfig.model_validate(config_dict)
     model, processor = load_policy(config, config.model)
     parts = LoopParts("sft", sft_loss, make_sft_collate(processor),
+                      row_lengths=lambda rows: np.array([len(ids) for ids in rows["input_ids"]]),
                       count_tokens=lambda batch: int(batch["attention_mask"].sum()))
     run_training(config, model, processor, parts, out=config.out)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from rlhfv_ray.data.shards import check_shards_match_model, shard_files
@@ -88,6 +89,12 @@ def make_pair_collate(processor, rehearsal_pool: list[dict] | None = None, per_m
     return collate
 
 
+def pair_widths(rows: dict) -> np.ndarray:
+    """Each pair's width in a batch: its prompt and its longer answer (`pair_batch`)."""
+    return np.array([len(p) + max(len(c), len(r))
+                     for p, c, r in zip(rows["prompt_ids"], rows["chosen_ids"], rows["rejected_ids"])])
+
+
 def ddpo_worker(config_dict: dict) -> None:
     from rlhfv_ray.model.families import describe_pair_forward
     from rlhfv_ray.training.policy import load_policy
@@ -103,6 +110,7 @@ def ddpo_worker(config_dict: dict) -> None:
         pool = rehearsal_lib.load_pool(ray.train.get_dataset_shard(rehearsal_lib.DATASET))
     parts = LoopParts("ddpo", make_ddpo_loss(config.ddpo, config.rehearsal.weight),
                       make_pair_collate(processor, pool, config.rehearsal.per_micro_batch, config.seed),
+                      row_lengths=pair_widths,
                       count_tokens=lambda b: int(b["chosen_attention_mask"].sum() + b["rejected_attention_mask"].sum()))
     run_training(config, model, processor, parts, out=config.out)
 
