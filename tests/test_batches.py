@@ -6,7 +6,7 @@ from pydantic import ValidationError
 
 from rlhfv_ray.training.config import TrainSection
 from rlhfv_ray.training.loop import LoopParts, epoch_batches, length_grouped
-from rlhfv_ray.training.train_ddpo import pair_widths
+from rlhfv_ray.model.pair_forward import pair_widths
 
 
 def test_length_grouped_sorts_a_window_and_drops_its_partial_batch():

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from rlhfv_ray.images import decode_image
@@ -50,6 +51,13 @@ def _side(prompt_ids, answer_ids, pad_id: int, width: int) -> dict[str, torch.Te
     return batch
 
 
+def pair_widths(rows: dict) -> np.ndarray:
+    """Each pair's width in a batch: its prompt and its longer answer (chosen and rejected share
+    one width, so they can run as one forward)."""
+    return np.array([len(p) + max(len(c), len(r))
+                     for p, c, r in zip(rows["prompt_ids"], rows["chosen_ids"], rows["rejected_ids"])])
+
+
 def pair_batch(rows: dict, processor) -> dict[str, torch.Tensor]:
     """Tensors of a batch of shard rows (columns as numpy arrays/lists, as Ray Data gives them)."""
     pad_id = processor.tokenizer.pad_token_id
@@ -62,7 +70,7 @@ def pair_batch(rows: dict, processor) -> dict[str, torch.Tensor]:
         raise PromptMismatchError("stored prompt ids are longer than the processor's for the same image and "
                                   "question: the shards were tokenized with another processor; rebuild them")
     image_inputs, per_token = split_prompt_inputs(prompt)
-    width = max(len(p) + max(len(c), len(r)) for p, c, r in zip(prompts, chosen, rejected))
+    width = int(pair_widths(rows).max())
     batch: dict[str, torch.Tensor] = {IMAGE_PREFIX + k: v for k, v in image_inputs.items()}
     batch.update({"prompt_" + k: prompt[k] for k in ("input_ids", "attention_mask", *per_token)})
     for name, answers in (("chosen", chosen), ("rejected", rejected)):

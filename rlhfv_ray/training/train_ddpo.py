@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from rlhfv_ray.data.shards import check_shards_match_model, shard_files
@@ -89,14 +88,9 @@ def make_pair_collate(processor, rehearsal_pool: list[dict] | None = None, per_m
     return collate
 
 
-def pair_widths(rows: dict) -> np.ndarray:
-    """Each pair's width in a batch: its prompt and its longer answer (`pair_batch`)."""
-    return np.array([len(p) + max(len(c), len(r))
-                     for p, c, r in zip(rows["prompt_ids"], rows["chosen_ids"], rows["rejected_ids"])])
-
-
 def ddpo_worker(config_dict: dict) -> None:
     from rlhfv_ray.model.families import describe_pair_forward
+    from rlhfv_ray.model.pair_forward import pair_widths
     from rlhfv_ray.training.policy import load_policy
     from rlhfv_ray.training.loop import LoopParts, run_training
 
