@@ -172,9 +172,10 @@ def trl_dataset(records: list[dict], processor, shards: Path):
     from rlhfv_ray.data.shards import shard_files
     from rlhfv_ray.images import decode_image
     from rlhfv_ray.model.encoding import conversation_pieces, user_prompt
-    from rlhfv_ray.training.train_ddpo import pair_widths
+    from rlhfv_ray.model.pair_forward import pair_widths
 
-    table = pq.read_table(shard_files(str(shards))).to_pydict()
+    table = pq.read_table(shard_files(str(shards)), columns=["question", "chosen", "rejected", "prompt_ids",
+                                                            "chosen_ids", "rejected_ids"]).to_pydict()
     width = dict(zip(zip(table["question"], table["chosen"], table["rejected"]), pair_widths(table).tolist()))
     texts = [json.loads(r["text"]) for r in records]
 
@@ -292,6 +293,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.batch_size % 2 or args.steps < 2 * args.log_every:
         parser.error("--batch-size must be even (2 workers) and --steps >= 2 x --log-every (a window after warm-up)")
+    if hf_window(args.pairs, args.batch_size) < 2:  # a window of one batch would not group anything
+        parser.error("the grouped runs need --pairs >= 8 x --batch-size (HF's sampler then sorts windows of 2+ batches)")
 
     import ray
     import ray.data
