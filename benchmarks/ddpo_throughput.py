@@ -16,7 +16,9 @@ on a 2-core machine that other work keeps busy, a 2-thread process waits at ever
 its second thread to be scheduled, and that wait, not the model's arithmetic, can set its speed
 (the 1-thread pair measures the work alone). The 2-thread pair is run once more with both grouping
 their batches by length (DDPO's `group_by_length`, TRL's `train_sampling_strategy="group_by_length"`,
-the same windows). DDPO is measured as users run it, `run_train(DDPOConfig)`,
+the same windows). Once more, DDPO's step alone (`ddpo_step_in_process`: its collate, forward and
+loss with torch's AdamW, in this process like TRL): what the method does apart from the runtime
+around it. DDPO is otherwise measured as users run it, `run_train(DDPOConfig)`,
 from the `examples_per_s` its rank 0 logs every --log-every steps; TRL's steps are timed by a
 callback over windows of the same length. The first window (engine / trainer warm-up) is dropped,
 the rest give a median per run, and the runs alternate (DDPO 1w, DDPO 2w, TRL, ...) so a change in
@@ -105,6 +107,47 @@ def measure_ddpo(model: Path, shards: Path, work: Path, workers: int, cpus: int,
     run_train(config)
     result = median_examples_per_s(Path(config.out) / "metrics.jsonl")
     return {"pairs_per_s": result["pairs_per_s"], "windows": result["windows"], "load_1min": load}
+
+
+def measure_ddpo_step_in_process(model: Path, shards: Path, threads: int, args, repeat: int) -> dict:
+    """DDPO's step without its runtime: the same collate, shared-prompt forward and loss as a worker's,
+    torch's AdamW (DeepSpeed's optimizer) with the same clipping, in this process and timed as TRL
+    is. Not how users run DDPO: it splits DDPO's distance from TRL into the method's work and what
+    Ray Train and DeepSpeed cost beside it on this machine's 2 cores."""
+    import random
+
+    import pyarrow.parquet as pq
+    import torch
+
+    from rlhfv_ray.data.shards import shard_files
+    from rlhfv_ray.model.families import freeze_vision
+    from rlhfv_ray.model.io import load_model_and_processor
+    from rlhfv_ray.training.ddpo import DDPOParams
+    from rlhfv_ray.training.train_ddpo import DDPO_OPTIM, make_ddpo_loss, make_pair_collate
+
+    policy, processor = load_model_and_processor(str(model))
+    freeze_vision(policy)
+    policy.train()
+    trainable = [p for p in policy.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=LR, betas=DDPO_OPTIM.betas, eps=1e-8,
+                                  weight_decay=DDPO_OPTIM.weight_decay)
+    collate, loss_fn = make_pair_collate(processor), make_ddpo_loss(DDPOParams(beta=BETA))
+    rows = pq.read_table(shard_files(str(shards))).to_pylist()
+    rng, order = random.Random(repeat), []
+    torch.set_num_threads(threads)
+    stamps, load = [time.perf_counter()], os.getloadavg()[0]
+    for _ in range(args.steps):
+        if len(order) < args.batch_size:  # a new epoch, the last partial batch dropped
+            order = rng.sample(range(len(rows)), len(rows))
+        picked, order = [rows[i] for i in order[:args.batch_size]], order[args.batch_size:]
+        loss, _ = loss_fn(policy, collate({key: [row[key] for row in picked] for key in picked[0]}))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, DDPO_OPTIM.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        stamps.append(time.perf_counter())
+    rates = window_rates(stamps, args)
+    return {"pairs_per_s": statistics.median(rates), "windows": len(rates), "load_1min": load}
 
 
 def hf_window(pairs: int, batch_size: int) -> int:
@@ -257,10 +300,15 @@ def measure_trl(model_dir: Path, dataset, work: Path, threads: int, args, repeat
                                args, callbacks=[clock], **grouping)
     torch.set_num_threads(threads)  # TRL runs in this process
     trainer.train()
-    # windows of log_every steps, as DDPO's rank 0 logs them; the first (warm-up) dropped
-    stamps, w = clock.stamps, args.log_every
-    rates = [w * args.batch_size / (stamps[i + w] - stamps[i]) for i in range(0, len(stamps) - w, w)][1:]
+    rates = window_rates(clock.stamps, args)
     return {"pairs_per_s": statistics.median(rates), "windows": len(rates), "load_1min": load}
+
+
+def window_rates(stamps: list[float], args) -> list[float]:
+    """Pairs/s over windows of log_every steps (as DDPO's rank 0 logs them) from the clock at the
+    start and at every step's end; the first window (warm-up) dropped."""
+    w = args.log_every
+    return [w * args.batch_size / (stamps[i + w] - stamps[i]) for i in range(0, len(stamps) - w, w)][1:]
 
 
 def trl_precompute_mode(model_dir: Path, dataset, work: Path, args) -> str:
@@ -327,7 +375,8 @@ def main() -> None:
                 "ddpo_1_worker_1_thread": lambda r: measure_ddpo(model, shards, work, 1, 1, args, r),
                 "trl_dpo_1_thread": lambda r: measure_trl(model, dataset, work, 1, args, r),
                 "ddpo_1_worker_grouped": lambda r: measure_ddpo(model, shards, work, 1, 2, args, r, window),
-                "trl_dpo_grouped": lambda r: measure_trl(model, dataset, work, 2, args, r, grouped=True)}
+                "trl_dpo_grouped": lambda r: measure_trl(model, dataset, work, 2, args, r, grouped=True),
+                "ddpo_step_in_process": lambda r: measure_ddpo_step_in_process(model, shards, 2, args, r)}
             runs: dict[str, list[dict]] = {name: [] for name in measures}
             for repeat in range(args.repeats):
                 for name, measure in measures.items():
@@ -350,6 +399,9 @@ def main() -> None:
                 "reference": "ref_model=None: TRL's own frozen copy, a forward every step",
                 "vision_tower": "frozen in both", "gradient_checkpointing": False, "max_length": None,
                 "precompute_ref_log_probs": precompute},
+        "ddpo_step_in_process": {"process": "this one (1 process), like TRL", "torch_threads": 2,
+                                 "micro_batch_size": args.batch_size,
+                                 "optimizer": "torch AdamW, DDPO's betas, clipping at its grad_clip; no Ray, no DeepSpeed"},
         "sequences": f"identical token ids in both (checked); longest sequence {longest} tokens, no truncation",
         "grouped": f"group_by_length in both, windows of {window} batches (HF's LengthGroupedSampler's "
                    "mega_batch_mult for these pairs and batch size; DDPO's group_by_length.window)"}
@@ -365,7 +417,8 @@ def main() -> None:
              "1_process_1_thread": ("ddpo_1_worker_1_thread", "trl_dpo_1_thread"),
              "ddpo_2_workers_vs_trl_2_threads": ("ddpo_2_workers", "trl_dpo"),
              "both_grouped_by_length": ("ddpo_1_worker_grouped", "trl_dpo_grouped"),
-             "ddpo_grouped_vs_trl_default": ("ddpo_1_worker_grouped", "trl_dpo")}
+             "ddpo_grouped_vs_trl_default": ("ddpo_1_worker_grouped", "trl_dpo"),
+             "ddpo_step_in_process_vs_trl": ("ddpo_step_in_process", "trl_dpo")}
     result["ratio_ddpo_vs_trl"] = {name: {
         "ratio_of_medians": rate[ddpo] / rate[base],
         "per_repeat": [round(d["pairs_per_s"] / b["pairs_per_s"], 3) for d, b in zip(runs[ddpo], runs[base])]}
