@@ -4,8 +4,9 @@ Each Ray Train worker: builds a DeepSpeed engine, restores the latest checkpoint
 one over (a restarted worker group, or a rerun of the same run name), streams its split of the
 "train" dataset in micro batches (`epoch_batches`: shuffled, or grouped by length), and every
 `checkpoint.every_steps` optimizer steps saves its DeepSpeed shard and reports it through
-`ray.train.report` (Ray merges the shards of all workers into one checkpoint directory). The last report carries the `save_pretrained` model. Every
-`log_every` steps the metrics, averaged over ranks, go to rank 0's sinks (`tracking.py`).
+`ray.train.report` (Ray merges the shards of all workers into one checkpoint directory). The last
+report carries the `save_pretrained` model. Every `log_every` steps the metrics, averaged over
+ranks, go to rank 0's sinks (`tracking.py`).
 
 The data position survives restarts: the checkpoint records the epoch and the number of micro
 batches consumed in it; a resumed worker skips that many batches of the (seeded) epoch order.
