@@ -12,7 +12,8 @@ What to expect per worker, with N workers and P parameters in fp32 (4 bytes each
 params 4P + Adam moments 8P = 12P; ZeRO-2 params 4P + master copy and moments 12P/N; ZeRO-3 all of
 it partitioned, 16P/N, less its master copy where DeepSpeed keeps the fp32 partitions as the
 parameters' own storage (ZeRO-3 in fp32: 12P/N). LoRA holds the frozen weights (4P, or 2P with
-`lora.frozen_dtype: bfloat16`) plus a small adapter state.
+`lora.frozen_dtype: bfloat16`; 4P/N with ZeRO-3, which partitions the frozen weights too) plus a
+small adapter state.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ RUNS = {  # name -> config overrides
     "lora_zero2": {"deepspeed": {"zero_stage": 2}, "lora": {"r": 16, "alpha": 32}},
     "lora_bf16_base_zero2": {"deepspeed": {"zero_stage": 2},
                              "lora": {"r": 16, "alpha": 32, "frozen_dtype": "bfloat16"}},
+    "lora_zero3": {"deepspeed": {"zero_stage": 3}, "lora": {"r": 16, "alpha": 32}},
 }
 
 
@@ -80,7 +82,7 @@ def ratios(runs: list[dict]) -> dict:
     for workers in sorted({r["workers"] for r in runs}):
         if ("zero3", workers) in by and ("zero2", workers) in by:
             out[f"zero3_over_zero2_{workers}w"] = round(by["zero3", workers] / by["zero2", workers], 3)
-        for lora in ("lora_zero2", "lora_bf16_base_zero2"):
+        for lora in ("lora_zero2", "lora_bf16_base_zero2", "lora_zero3"):
             for full in ("zero2", "zero0"):
                 if (lora, workers) in by and (full, workers) in by:
                     out[f"{lora}_over_{full}_{workers}w"] = round(by[lora, workers] / by[full, workers], 3)
