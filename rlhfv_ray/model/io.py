@@ -74,7 +74,11 @@ def image_only_processor_class(processor_class):
             return [part for part in parts if part != "video_processor"]
 
         @classmethod
-        def from_args_and_dict(cls, args, processor_dict, **kwargs):
+        def from_dict(cls, processor_dict, **kwargs):  # transformers >= 5.25: parts by keyword
+            return super().from_dict(processor_dict, **{"video_processor": None, **kwargs})
+
+        @classmethod
+        def from_args_and_dict(cls, args, processor_dict, **kwargs):  # transformers < 5.25: parts in order
             args = list(args)
             args.insert(parts.index("video_processor"), None)
             return super().from_args_and_dict(args, processor_dict, **kwargs)
