@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from transformers import AutoModelForImageTextToText
 
 from rlhfv_ray.model.encoding import (TemplateError, encode_answers, encode_conversations, encode_prompts,
                                       prompt_inputs, stop_token_ids)
@@ -91,12 +92,28 @@ def test_teacher_forcing_equals_generation(family):
 def test_shared_prompt_forward_where_proven(family):
     name, _, model, processor = family
     assert uses_shared_prompt(model) == (name in SHARED)
-    if name not in SHARED:
-        return
+    if name in SHARED:
+        _assert_shared_equals_plain(name, model, processor)
+
+
+@pytest.mark.parametrize("name", ["llava", "qwen2_vl", "gemma3"])
+def test_shared_prompt_forward_with_eager_attention(name, family_checkpoint):
+    """Eager attention adds the packed row's mask to its scores (SDPA takes it as bool)."""
+    path = family_checkpoint(name)
+    model = AutoModelForImageTextToText.from_pretrained(path, attn_implementation="eager").eval()
+    assert uses_shared_prompt(model)
+    _assert_shared_equals_plain(name, model, load_processor(path))
+
+
+def _assert_shared_equals_plain(name, model, processor):
     images = _images()
     chosen = encode_answers(processor, QUESTIONS, ["two red cars.", "none at all, the road is empty."])
-    rejected = encode_answers(processor, QUESTIONS, ["a blue kite flies above three cars.", "four."])
+    # long enough that a sliding window (Gemma 3's, 64 here) cuts into the prompt
+    long = " ".join(["a blue kite flies above three cars and a dog sits on the road."] * 6)
+    rejected = encode_answers(processor, QUESTIONS, [long, "four."])
     batch = pair_batch(_rows(processor, images, chosen, rejected), processor)
+    if name == "gemma3":
+        assert batch["rejected_input_ids"].shape[1] > model.config.get_text_config().sliding_window + 10
     with torch.no_grad():
         plain, plain_chosen, plain_rejected = pair_token_logps_plain(model, batch)
         shared, shared_chosen, shared_rejected = pair_token_logps_shared(model, batch)

@@ -3,8 +3,8 @@ DeepSpeed, gloo) with full fine-tuning, ZeRO-3, gradient checkpointing and LoRA,
 the result. The pure forward tests (`test_families.py`) cover all ten families; these take the ones
 whose inputs differ most from LLaVA-1.5's: Qwen2-VL (3-D rotary positions; LoRA with ZeRO-2 and
 with ZeRO-3, served), Gemma 3 (token types, a template that writes bos; ZeRO-3 partitioning it at
-load, and gradient checkpointing, which gives the plain pair forward), Qwen3-VL (SFT) and
-Qwen2.5-VL (feedback and evaluation). Each Ray Train run costs about a minute of `make test`, so
+load, and gradient checkpointing under the shared-prompt forward), Qwen3-VL (SFT) and Qwen2.5-VL
+(feedback and evaluation). Each Ray Train run costs about a minute of `make test`, so
 one run carries several features."""
 
 from __future__ import annotations

@@ -5,13 +5,17 @@
   tokens, for the 3-D rotary positions), PaliGemma's `token_type_ids` (0 on the prefix, which is
   attended both ways; 1 on the causal suffix). Answer tokens get the value a generated token gets:
   1 for PaliGemma (its `generate` appends ones), 0 (text) for the others.
-- Positions. The shared-prompt pair forward (`pair_forward.py`) runs the prompt once and both
-  answers on its cache, with explicit position ids (`prompt_positions`): token counts from 0 for
-  rotary embeddings (which see only differences, so PaliGemma's 1-based count changes nothing);
+- Positions. The shared-prompt pair forward (`pair_forward.py`, `packing.py`) packs a pair's two
+  answers after their prompt with explicit position ids (`prompt_positions`): token counts from 0
+  for rotary embeddings (which see only differences, so PaliGemma's 1-based count changes nothing);
   for Qwen-VL the model's own 3-D rotary index of the prompt (`get_rope_index`: image tokens get
-  their grid position), the answer continuing from its largest position + 1 on all three axes, as
-  `generate` does. Families are listed only once a test shows the shared forward equal to the
-  plain one (`tests/test_families.py`); any other family gets the plain forward.
+  their grid position), each answer continuing from its largest position + 1 on all three axes, as
+  `generate` does.
+- Attention. That forward gives the model a 4-D mask, so it carries what the model's own masks do:
+  the blocks that attend both ways (`prompt_blocks`: Gemma 3's images, PaliGemma's prefix) and a
+  sliding window, per layer type where layers differ (`attention_masks`). Families are listed only
+  once a test shows that forward equal to the plain one (`tests/test_families.py`); any other
+  family, and any attention kernel that takes no 4-D mask (flash attention), gets the plain forward.
 - The vision encoder is `vision_tower` (LLaVA, PaliGemma, Gemma 3), `visual` (Qwen-VL) or
   `vision_model` (Idefics3, SmolVLM).
 """
@@ -28,6 +32,7 @@ SHARED_PROMPT_MODEL_TYPES = frozenset({"llava", "llava_next", "llava_onevision",
                                        "paligemma", "qwen2_vl", "qwen2_5_vl", "qwen3_vl"})
 _GENERATED_TOKEN_TYPE = {"PaliGemmaProcessor": 1}
 _VISION_MODULE_NAMES = ("vision_tower", "visual", "vision_model")
+_MASKED_ATTENTION = ("sdpa", "eager")  # attention kernels that take a 4-D mask
 
 
 def generated_token_type(processor) -> int:
@@ -55,21 +60,59 @@ def model_type(model) -> str:
     return _unwrapped(model).config.model_type
 
 
-def uses_shared_prompt(model) -> bool:
-    """Also False while training with gradient checkpointing, which turns the key/value cache off."""
+def attention_kernel(model) -> tuple[str, torch.dtype]:
+    """(the text model's attention implementation, the model's dtype)."""
     base = _unwrapped(model)
-    if base.training and getattr(base, "is_activation_checkpointing", False):
-        return False
-    return model_type(model) in SHARED_PROMPT_MODEL_TYPES
+    return base.config.get_text_config()._attn_implementation, base.dtype
+
+
+def uses_shared_prompt(model) -> bool:
+    return model_type(model) in SHARED_PROMPT_MODEL_TYPES and attention_kernel(model)[0] in _MASKED_ATTENTION
 
 
 def describe_pair_forward(model) -> str:
     kind = model_type(model)
-    if getattr(_unwrapped(model), "is_activation_checkpointing", False):
-        return f"pair forward: plain ({kind}: gradient checkpointing turns the key/value cache off)"
     if uses_shared_prompt(model):
-        return f"pair forward: shared prompt ({kind}: both answers on one prompt cache)"
+        return f"pair forward: shared prompt ({kind}: both answers packed after one prompt)"
+    attention = attention_kernel(model)[0]
+    if kind in SHARED_PROMPT_MODEL_TYPES:
+        return f"pair forward: plain ({kind} with {attention} attention, which takes no 4-D mask)"
     return f"pair forward: plain ({kind} is not proven equal under the shared-prompt forward)"
+
+
+def _image_blocks(token_type_ids: torch.Tensor) -> torch.Tensor:
+    """Gemma 3: each run of image tokens (type 1) attends to itself both ways."""
+    is_image = token_type_ids == 1
+    starts = is_image & ~nn.functional.pad(is_image, (1, 0))[:, :-1]
+    return torch.where(is_image, starts.cumsum(-1) - 1, -1)
+
+
+def _prefix_block(token_type_ids: torch.Tensor) -> torch.Tensor:
+    """PaliGemma: the prefix (type 0: image and prompt) attends to itself both ways."""
+    return torch.where(token_type_ids == 0, 0, -1)
+
+
+_PROMPT_BLOCKS = {"gemma3": _image_blocks, "paligemma": _prefix_block}
+
+
+def prompt_blocks(model, prompt: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    """(batch, prompt) block ids of the prompt tokens that attend to their block both ways (-1:
+    causal only), or None where the family's prompt attention is causal."""
+    blocks = _PROMPT_BLOCKS.get(model_type(model))
+    return None if blocks is None else blocks(prompt["token_type_ids"]).masked_fill(prompt["attention_mask"] == 0, -1)
+
+
+def attention_windows(model) -> dict[str, int | None] | int | None:
+    """The sliding window the text model's layers attend within: None (all full), one window for
+    every layer, or {layer type: window or None} where layer types differ (Gemma 3)."""
+    text = _unwrapped(model).config.get_text_config()
+    window = getattr(text, "sliding_window", None)
+    if getattr(text, "use_sliding_window", True) is False:
+        window = None
+    layer_types = set(getattr(text, "layer_types", None) or ())
+    if len(layer_types) > 1:
+        return {kind: window if kind == "sliding_attention" else None for kind in layer_types}
+    return None if layer_types == {"full_attention"} else window
 
 
 def prompt_positions(model, prompt: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,10 +127,11 @@ def prompt_positions(model, prompt: dict[str, torch.Tensor]) -> tuple[torch.Tens
     return positions, positions.masked_fill(mask[None] == 0, -1).amax(dim=(0, 2)) + 1
 
 
-def answer_positions(next_positions: torch.Tensor, length: int, like: torch.Tensor) -> torch.Tensor:
-    """Position ids of answers that follow prompts whose next positions are `next_positions`, in
-    the layout of the prompt's (`like`: 2-D, or 3-D with the axes first)."""
-    positions = next_positions[:, None] + torch.arange(length, device=next_positions.device)
+def answer_positions(next_positions: torch.Tensor, offsets: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Position ids of answer tokens at `offsets` (batch, n) within answers that follow prompts whose
+    next positions are `next_positions`, in the layout of the prompt's (`like`: 2-D, or 3-D with
+    the axes first)."""
+    positions = next_positions[:, None] + offsets
     return positions if like.ndim == 2 else positions[None].expand(like.shape[0], -1, -1)
 
 

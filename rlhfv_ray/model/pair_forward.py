@@ -7,9 +7,9 @@ The plain forward (`pair_token_logps_plain`) runs chosen and rejected as two ful
 every input the processor gives (image sizes, grids, pixel masks, token types), positions and
 attention as the model computes them. Chosen and rejected share their prompt (image tokens
 included), so where a family is proven equal under it (`families.py`) the forward runs the prompt
-once and both answers on its key/value cache: the vision tower and the prompt tokens are computed
-once per pair instead of twice (for LLaVA-1.5, 576 image tokens against answers of about 100, most
-of the work).
+once, with both answers packed after it in one row (`packing.py`): the vision tower and the prompt
+tokens are computed once per pair instead of twice (for LLaVA-1.5, 576 image tokens against
+answers of about 100, most of the work), under gradient checkpointing too.
 
 Per-answer-token arrays (corrected masks, reference log-probs) are stored per row with one value
 per answer token. In a batch they are placed on the (batch, seq - 1) grid of `token_logps`: the
@@ -25,10 +25,12 @@ import torch
 
 from rlhfv_ray.images import decode_image
 from rlhfv_ray.model.encoding import IGNORE_INDEX, build_lm_batch, pad_right, prompt_inputs
-from rlhfv_ray.model.families import (TOKEN_ALIGNED_KEYS, answer_positions, generated_token_type, prompt_positions,
-                                      to_model, uses_shared_prompt)
+from rlhfv_ray.model.families import (TOKEN_ALIGNED_KEYS, answer_positions, attention_kernel, attention_windows,
+                                      generated_token_type, prompt_blocks, prompt_positions, to_model,
+                                      uses_shared_prompt)
 from rlhfv_ray.model.inputs import PromptMismatchError, check_prompts, extend_per_token, split_prompt_inputs
 from rlhfv_ray.model.logprobs import PairLogps, label_logps, token_logps
+from rlhfv_ray.model.packing import four_d_mask, pack_answers, packed_attention, packed_layout, predictor_index
 
 IMAGE_PREFIX = "image_inputs."
 
@@ -85,6 +87,8 @@ def pair_batch(rows: dict, processor) -> dict[str, torch.Tensor]:
     answers = [a for pair in zip(chosen, rejected) for a in pair]  # chosen 0, rejected 0, chosen 1, ...
     batch["answer_input_ids"] = pad_right(answers, pad_id)
     batch["answer_attention_mask"] = pad_right([[1] * len(a) for a in answers], 0)
+    for key in per_token:  # answer tokens take the type a generated token gets
+        batch[f"answer_{key}"] = pad_right([[generated_token_type(processor)] * len(a) for a in answers], 0)
     return batch
 
 
@@ -107,27 +111,36 @@ def pair_token_logps(model, batch: dict) -> tuple[PairLogps, torch.Tensor, torch
 
 
 def pair_token_logps_shared(model, batch: dict) -> tuple[PairLogps, torch.Tensor, torch.Tensor]:
-    """`pair_token_logps` from one prompt forward shared by both answers."""
+    """`pair_token_logps` from one row per pair, both answers packed after the prompt (`packing.py`)."""
     prompt_mask = batch["prompt_attention_mask"]
     prompt = {k[len("prompt_"):]: v for k, v in batch.items() if k.startswith("prompt_")}
     images = _image_inputs(batch, model)
     positions, next_positions = prompt_positions(model, {**prompt, **images})
-    prefix = model(**prompt, position_ids=positions, **images, use_cache=True, logits_to_keep=1)
-    cache = prefix.cache
-    cache.batch_repeat_interleave(2)
     answers, answer_mask = batch["answer_input_ids"], batch["answer_attention_mask"]
-    prompt_lengths = prompt_mask.sum(-1).repeat_interleave(2)
-    outputs = model(input_ids=answers,
-                    attention_mask=torch.cat([prompt_mask.repeat_interleave(2, dim=0), answer_mask], dim=1),
-                    position_ids=answer_positions(next_positions.repeat_interleave(2), answers.shape[1], positions),
-                    cache=cache, use_cache=True)
-    # answer token k is predicted by the prompt's last position (k = 0) or answer position k - 1
-    logits = torch.cat([prefix.logits[:, -1:].repeat_interleave(2, dim=0), outputs.logits[:, :-1]], dim=1)
-    logps, mask = label_logps(logits, answers.masked_fill(answer_mask == 0, IGNORE_INDEX))
+    layout = packed_layout(prompt_mask, answer_mask)
+    prompt_width = prompt_mask.shape[1]
+    inputs = {key: pack_answers(batch[f"answer_{key}"], prompt[key], layout.columns, layout.width)
+              for key in ("input_ids", *TOKEN_ALIGNED_KEYS) if key in prompt}
+    answer_part = answer_positions(next_positions, layout.offsets, positions)
+    inputs["position_ids"] = torch.cat([positions, answer_part], dim=-1)
+    text_positions = inputs["position_ids"] if positions.ndim == 2 else inputs["position_ids"][0]
+    allowed = lambda window: packed_attention(  # noqa: E731
+        layout.region, prompt_blocks(model, prompt), text_positions, window)
+    attention, dtype = attention_kernel(model)
+    windows = attention_windows(model)
+    inputs["attention_mask"] = ({kind: four_d_mask(allowed(w), attention, dtype) for kind, w in windows.items()}
+                                if isinstance(windows, dict) else four_d_mask(allowed(windows), attention, dtype))
+    # logits from the prompt's last column on: every answer token's predictor
+    logits = model(**inputs, **images, use_cache=False, logits_to_keep=layout.width - prompt_width + 1).logits
+    predictors = predictor_index(layout, prompt_width).view(len(prompt_mask), -1)
+    answer_logits = logits.gather(1, predictors[..., None].expand(-1, -1, logits.shape[-1]))
+    logps, mask = label_logps(answer_logits.view(len(answers), answers.shape[1], -1),
+                              answers.masked_fill(answer_mask == 0, IGNORE_INDEX))
     # onto the full-sequence grid: a row with prompt length P has answer token k in column P - 1 + k.
     # The scatter grid (longest prompt + longest answer - 1 columns) is never narrower than the
     # grid's width; the columns past it hold only padding (masked) and are cut.
     width = batch["chosen_input_ids"].shape[1] - 1
+    prompt_lengths = prompt_mask.sum(-1).repeat_interleave(2)
     columns = prompt_lengths[:, None] - 1 + torch.arange(answers.shape[1], device=answers.device)
     grid_width = int(columns.max()) + 1
     grid = logps.new_zeros(answers.shape[0], grid_width).scatter(1, columns, logps)[:, :width]
