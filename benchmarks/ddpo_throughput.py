@@ -160,11 +160,12 @@ def work_ratio(shards: Path, batch_size: int, window: int, epochs: int = 30) -> 
     """How much more language-model work TRL does per step than DDPO, from the pairs' lengths: the
     ceiling of the speed-up where each token position costs the same. Per batch of `batch_size`
     pairs, padding included, a forward counted once and a backward twice:
-    - DDPO (shared prompt, cached reference): 3 x (B x longest prompt + 2B x longest answer);
+    - DDPO (shared prompt, cached reference): 3 x B x (longest prompt + longest chosen + rejected),
+      the packed rows `[prompt | chosen | rejected]` padded to the batch's longest;
     - TRL: 3 x 2B x longest prompt + answer (policy) + 2B x the same (reference forward).
     Over `epochs` shuffled epochs, batches as drawn (`padded`) or grouped by length in windows of
     `window` batches (`grouped`, both frameworks; `ddpo_grouped_vs_trl_shuffled`).
-    `without_padding`: DDPO's real tokens (TRL padded, shuffled), what packing the answers would reach.
+    `without_padding`: DDPO's real tokens (TRL padded, shuffled), what packing whole batches would reach.
     The vision encoder, frozen in both, is left out: it runs once per pair in DDPO and four times in
     TRL, so it only raises the ratio."""
     import random
@@ -177,10 +178,11 @@ def work_ratio(shards: Path, batch_size: int, window: int, epochs: int = 30) -> 
     rows = pq.read_table(shard_files(str(shards)), columns=["prompt_ids", "chosen_ids", "rejected_ids"]).to_pylist()
     prompts = [len(r["prompt_ids"]) for r in rows]
     answers = [max(len(r["chosen_ids"]), len(r["rejected_ids"])) for r in rows]
+    both_answers = [len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows]
     widths = [p + a for p, a in zip(prompts, answers)]
 
     def ddpo(batch):
-        return 3 * len(batch) * (max(prompts[i] for i in batch) + 2 * max(answers[i] for i in batch))
+        return 3 * len(batch) * (max(prompts[i] for i in batch) + max(both_answers[i] for i in batch))
 
     def trl(batch):
         return 4 * 2 * len(batch) * max(widths[i] for i in batch)
