@@ -124,12 +124,7 @@ def pair_token_logps_shared(model, batch: dict) -> tuple[PairLogps, torch.Tensor
     answer_part = answer_positions(next_positions, layout.offsets, positions)
     inputs["position_ids"] = torch.cat([positions, answer_part], dim=-1)
     text_positions = inputs["position_ids"] if positions.ndim == 2 else inputs["position_ids"][0]
-    allowed = lambda window: packed_attention(  # noqa: E731
-        layout.region, prompt_blocks(model, prompt), text_positions, window)
-    attention, dtype = attention_kernel(model)
-    windows = attention_windows(model)
-    inputs["attention_mask"] = ({kind: four_d_mask(allowed(w), attention, dtype) for kind, w in windows.items()}
-                                if isinstance(windows, dict) else four_d_mask(allowed(windows), attention, dtype))
+    inputs["attention_mask"] = _packed_masks(model, layout, prompt, text_positions)
     # logits from the prompt's last column on: every answer token's predictor
     logits = model(**inputs, **images, use_cache=False, logits_to_keep=layout.width - prompt_width + 1).logits
     predictors = predictor_index(layout, prompt_width).view(len(prompt_mask), -1)
@@ -146,6 +141,18 @@ def pair_token_logps_shared(model, batch: dict) -> tuple[PairLogps, torch.Tensor
     grid = logps.new_zeros(answers.shape[0], grid_width).scatter(1, columns, logps)[:, :width]
     grid_mask = mask.new_zeros(answers.shape[0], grid_width).scatter(1, columns, mask)[:, :width]
     return PairLogps(grid[0::2], grid[1::2]), grid_mask[0::2], grid_mask[1::2]
+
+
+def _packed_masks(model, layout, prompt: dict, text_positions: torch.Tensor):
+    """The packed rows' 4-D mask, or one per layer type where the layers' sliding windows differ."""
+    blocks = prompt_blocks(model, prompt)
+    attention, dtype = attention_kernel(model)
+
+    def mask(window: int | None) -> torch.Tensor:
+        return four_d_mask(packed_attention(layout.region, blocks, text_positions, window), attention, dtype)
+
+    windows = attention_windows(model)
+    return {kind: mask(w) for kind, w in windows.items()} if isinstance(windows, dict) else mask(windows)
 
 
 def pair_token_logps_plain(model, batch: dict) -> tuple[PairLogps, torch.Tensor, torch.Tensor]:
