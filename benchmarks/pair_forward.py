@@ -18,7 +18,6 @@ figures are medians over repeats.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import statistics
 import tempfile
@@ -43,21 +42,16 @@ def keep_image_size(processor, image_size: int) -> None:
 
 def pair_rows(processor, pairs: int, image_size: int) -> dict:
     """Shard-like rows (columns) of `pairs` scene-world preference pairs, images resized."""
-    from PIL import Image
-
+    from rlhfv_ray.images import decode_image
     from rlhfv_ray.model.encoding import encode_answers, encode_prompts
+    from rlhfv_ray.scene_world.render import image_to_png_bytes
 
     records = feedback_pairs(pairs)
-    images = [Image.open(io.BytesIO(r["image"]["bytes"])).convert("RGB").resize((image_size, image_size))
-              for r in records]
+    images = [decode_image(r["image"]["bytes"]).resize((image_size, image_size)) for r in records]
     texts = [json.loads(r["text"]) for r in records]
     questions = [t["question"] for t in texts]
-    png = []
-    for image in images:
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        png.append(buffer.getvalue())
-    return {"prompt_ids": encode_prompts(processor, images, questions), "question": questions, "image": png,
+    return {"prompt_ids": encode_prompts(processor, images, questions), "question": questions,
+            "image": [image_to_png_bytes(image) for image in images],
             "chosen_ids": encode_answers(processor, questions, [t["chosen"] for t in texts]),
             "rejected_ids": encode_answers(processor, questions, [t["rejected"] for t in texts])}
 

@@ -83,8 +83,8 @@ def test_a_processor_is_loaded_once_per_process_until_its_files_change(tiny_mode
 
 
 def test_shared_prompt_forward_equals_two_full_forwards(tiny_model_dir):
-    """Chosen and rejected packed in one row after their prompt: the same log-probs, masks and gradients as two
-    full sequences, with prompts and answers of different lengths in one batch."""
+    """Chosen and rejected packed in one row after their prompt: the same log-probs, masks and
+    gradients as two full sequences, with prompts and answers of different lengths in one batch."""
     from rlhfv_ray.model.pair_forward import pair_batch, pair_token_logps_plain, pair_token_logps_shared
     from rlhfv_ray.scene_world.grammar import DESCRIPTION_PROMPTS
     from rlhfv_ray.scene_world.render import image_to_png_bytes

@@ -13,7 +13,7 @@
   `generate` does.
 - Attention. That forward gives the model a 4-D mask, so it carries what the model's own masks do:
   the blocks that attend both ways (`prompt_blocks`: Gemma 3's images, PaliGemma's prefix) and a
-  sliding window, per layer type where layers differ (`attention_masks`). Families are listed only
+  sliding window, per layer type where layers differ (`attention_windows`). Families are listed only
   once a test shows that forward equal to the plain one (`tests/test_families.py`); any other
   family, and any attention kernel that takes no 4-D mask (flash attention), gets the plain forward.
 - The vision encoder is `vision_tower` (LLaVA, PaliGemma, Gemma 3), `visual` (Qwen-VL) or
