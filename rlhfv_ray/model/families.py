@@ -27,6 +27,8 @@ import inspect
 import torch
 from torch import nn
 
+from rlhfv_ray.model import unpadded
+
 TOKEN_ALIGNED_KEYS = ("token_type_ids", "mm_token_type_ids")
 SHARED_PROMPT_MODEL_TYPES = frozenset({"llava", "llava_next", "llava_onevision", "idefics3", "smolvlm", "gemma3",
                                        "paligemma", "qwen2_vl", "qwen2_5_vl", "qwen3_vl"})
@@ -61,9 +63,14 @@ def model_type(model) -> str:
 
 
 def attention_kernel(model) -> tuple[str, torch.dtype]:
-    """(the text model's attention implementation, the model's dtype)."""
+    """(the text model's attention kernel, the model's dtype): `sdpa` also where it runs unpadded."""
     base = _unwrapped(model)
-    return base.config.get_text_config()._attn_implementation, base.dtype
+    return unpadded.base_kernel(base.config.get_text_config()._attn_implementation), base.dtype
+
+
+def enable_unpadded_attention(model) -> None:
+    """Let the text model take unpadded packed rows (`unpadded.py`); other calls run as before."""
+    unpadded.enable(_unwrapped(model).config.get_text_config())
 
 
 def uses_shared_prompt(model) -> bool:
@@ -73,7 +80,7 @@ def uses_shared_prompt(model) -> bool:
 def describe_pair_forward(model) -> str:
     kind = model_type(model)
     if uses_shared_prompt(model):
-        return f"pair forward: shared prompt ({kind}: both answers packed after one prompt)"
+        return f"pair forward: shared prompt ({kind}: both answers packed after one prompt, rows run unpadded)"
     attention = attention_kernel(model)[0]
     if kind in SHARED_PROMPT_MODEL_TYPES:
         return f"pair forward: plain ({kind} with {attention} attention, which takes no 4-D mask)"

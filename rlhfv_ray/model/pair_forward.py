@@ -9,7 +9,8 @@ attention as the model computes them. Chosen and rejected share their prompt (im
 included), so where a family is proven equal under it (`families.py`) the forward runs the prompt
 once, with both answers packed after it in one row (`packing.py`): the vision tower and the prompt
 tokens are computed once per pair instead of twice (for LLaVA-1.5, 576 image tokens against
-answers of about 100, most of the work), under gradient checkpointing too.
+answers of about 100, most of the work), under gradient checkpointing too. The rows' padding is
+left out of everything but attention (`unpadded.py`).
 
 Per-answer-token arrays (corrected masks, reference log-probs) are stored per row with one value
 per answer token. In a batch they are placed on the (batch, seq - 1) grid of `token_logps`: the
@@ -26,11 +27,13 @@ import torch
 from rlhfv_ray.images import decode_image
 from rlhfv_ray.model.encoding import IGNORE_INDEX, build_lm_batch, pad_right, prompt_inputs
 from rlhfv_ray.model.families import (TOKEN_ALIGNED_KEYS, answer_positions, attention_kernel, attention_windows,
-                                      generated_token_type, prompt_blocks, prompt_positions, to_model,
-                                      uses_shared_prompt)
+                                      enable_unpadded_attention, generated_token_type, prompt_blocks,
+                                      prompt_positions, to_model, uses_shared_prompt)
 from rlhfv_ray.model.inputs import PromptMismatchError, check_prompts, extend_per_token, split_prompt_inputs
 from rlhfv_ray.model.logprobs import PairLogps, label_logps, token_logps
-from rlhfv_ray.model.packing import four_d_mask, pack_answers, packed_attention, packed_layout, predictor_index
+from rlhfv_ray.model.packing import (PADDING, four_d_mask, pack_answers, packed_attention, packed_layout,
+                                     predictor_index)
+from rlhfv_ray.model.unpadded import PackedSlots
 
 IMAGE_PREFIX = "image_inputs."
 
@@ -111,7 +114,8 @@ def pair_token_logps(model, batch: dict) -> tuple[PairLogps, torch.Tensor, torch
 
 
 def pair_token_logps_shared(model, batch: dict) -> tuple[PairLogps, torch.Tensor, torch.Tensor]:
-    """`pair_token_logps` from one row per pair, both answers packed after the prompt (`packing.py`)."""
+    """`pair_token_logps` from one row per pair, both answers packed after the prompt (`packing.py`),
+    the rows' real tokens run end to end without their padding (`unpadded.py`)."""
     prompt_mask = batch["prompt_attention_mask"]
     prompt = {k[len("prompt_"):]: v for k, v in batch.items() if k.startswith("prompt_")}
     images = _image_inputs(batch, model)
@@ -124,12 +128,18 @@ def pair_token_logps_shared(model, batch: dict) -> tuple[PairLogps, torch.Tensor
     answer_part = answer_positions(next_positions, layout.offsets, positions)
     inputs["position_ids"] = torch.cat([positions, answer_part], dim=-1)
     text_positions = inputs["position_ids"] if positions.ndim == 2 else inputs["position_ids"][0]
-    inputs["attention_mask"] = _packed_masks(model, layout, prompt, text_positions)
-    # logits from the prompt's last column on: every answer token's predictor
-    logits = model(**inputs, **images, use_cache=False, logits_to_keep=layout.width - prompt_width + 1).logits
-    predictors = predictor_index(layout, prompt_width).view(len(prompt_mask), -1)
-    answer_logits = logits.gather(1, predictors[..., None].expand(-1, -1, logits.shape[-1]))
-    logps, mask = label_logps(answer_logits.view(len(answers), answers.shape[1], -1),
+    masks = _packed_masks(model, layout, prompt, text_positions)
+    slots = PackedSlots.of(layout.region != PADDING)
+    inputs = {key: slots.unpad(values) for key, values in inputs.items()}
+    # each answer token's predictor (see predictor_index) as an index into the unpadded sequence;
+    # logits only there (the vocabulary projection is large)
+    predictor_columns = prompt_width - 1 + predictor_index(layout, prompt_width).view(len(prompt_mask), -1)
+    predictors = slots.flat_positions(predictor_columns)
+    kept, predictors = torch.unique(predictors, return_inverse=True)
+    enable_unpadded_attention(model)
+    logits = model(**inputs, **images, attention_mask=masks, packed_slots=slots, use_cache=False,
+                   logits_to_keep=kept).logits[0]
+    logps, mask = label_logps(logits[predictors].view(len(answers), answers.shape[1], -1),
                               answers.masked_fill(answer_mask == 0, IGNORE_INDEX))
     # onto the full-sequence grid: a row with prompt length P has answer token k in column P - 1 + k.
     # The scatter grid (longest prompt + longest answer - 1 columns) is never narrower than the
