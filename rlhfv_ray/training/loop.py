@@ -60,11 +60,13 @@ def length_grouped(lengths: np.ndarray, micro_batch_size: int, seed: int) -> lis
     return [batches[i] for i in np.random.default_rng(seed).permutation(len(batches))]
 
 
-def epoch_batches(shard, section: TrainSection, parts: LoopParts, epoch: int):
+def epoch_batches(shard, section: TrainSection, parts: LoopParts, epoch: int, prefetch: int = 1):
     """One epoch of collated micro batches from this worker's split, the same on every run of the
-    same seed (resume skips into it): as the local shuffle draws them, or grouped by length."""
+    same seed (resume skips into it): as the local shuffle draws them, or grouped by length.
+    `prefetch`: batches Ray Data reads and collates ahead in a thread (0: in this one)."""
     micro, seed = section.optim.micro_batch_size, section.seed + epoch
-    shuffle = {"local_shuffle_buffer_size": parts.shuffle_buffer, "local_shuffle_seed": seed}
+    shuffle = {"local_shuffle_buffer_size": parts.shuffle_buffer, "local_shuffle_seed": seed,
+               "prefetch_batches": prefetch}
     if section.group_by_length is None:
         yield from shard.iter_torch_batches(batch_size=micro, collate_fn=parts.collate_fn, drop_last=True, **shuffle)
         return
@@ -126,8 +128,13 @@ def run_training(section: TrainSection, model: torch.nn.Module, processor, parts
     context = ray.train.get_context()
     rank = context.get_world_rank()
     device = ray.train.torch.get_device()
+    # On CPU the collate (image decoding, the processor) would run beside the model on the same
+    # cores, and a parallel op waits for whichever of its threads the collate thread preempts: it
+    # runs between steps instead. A GPU worker collates ahead while the GPU computes.
+    prefetch = 1
     if device.type == "cpu":
         torch.set_num_threads(section.scaling.cpus_per_worker)
+        prefetch = 0
     torch.manual_seed(section.seed + rank)
     engine = initialize_engine(model.to(device), section)
     state = _restore(engine)
@@ -140,7 +147,7 @@ def run_training(section: TrainSection, model: torch.nn.Module, processor, parts
     engine.train()
     while state.step < section.optim.max_steps:
         batches_in_epoch = 0
-        for index, batch in enumerate(epoch_batches(shard, section, parts, state.epoch)):
+        for index, batch in enumerate(epoch_batches(shard, section, parts, state.epoch, prefetch)):
             batches_in_epoch += 1
             if index < state.micro_in_epoch:
                 continue  # resumed: these batches were trained on before the restart
