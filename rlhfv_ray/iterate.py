@@ -115,7 +115,7 @@ def run_round(config: IterateConfig, k: int, policy: str) -> str:
               upstream=[feedback.out, policy])
     train = DDPOConfig.model_validate({**config.train.model_dump(), "model": policy, "shards": shards.out,
                                        "out": str(here / "model"), "ray": config.ray})
-    run_stage(f"round {k} train", train, train.out, lambda: run_train(train), config.reuse,
+    run_stage(f"round {k} train", train, train.out, lambda: run_train(train, fresh=not config.reuse), config.reuse,
               upstream=[shards.out, policy])
     return train.out
 

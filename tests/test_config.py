@@ -115,3 +115,14 @@ def test_the_command_line_takes_one_input_path_and_help_lists_defaults(tmp_path,
     text = capsys.readouterr().out
     assert "--data" in text and "optim.lr: float = 0.001" in text and "max_tokens: int = 1024" in text
     assert "model: str (required)" in text
+
+
+def test_forget_run_removes_only_that_run(tmp_path):
+    from rlhfv_ray.training.trainer import forget_run
+
+    for name in ("ddpo-aaaa", "ddpo-bbbb"):
+        (tmp_path / name / "checkpoint_1").mkdir(parents=True)
+        (tmp_path / name / "checkpoint_1" / "state.pt").write_bytes(b"x")
+    forget_run(str(tmp_path), "ddpo-aaaa")
+    forget_run(str(tmp_path), "ddpo-never-ran")  # nothing to remove: no error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddpo-bbbb"]

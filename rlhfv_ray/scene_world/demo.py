@@ -141,7 +141,7 @@ def run_demo(config: DemoConfig) -> dict:
     if config.base == "rebuild":
         build, sft = c["build_model"], c["sft"]
         stage("build_model", build.out, lambda: build_initial_model(build))
-        stage("sft", sft.out, lambda: run_sft(sft), upstream=[build.out, data.out])
+        stage("sft", sft.out, lambda: run_sft(sft, fresh=not config.reuse), upstream=[build.out, data.out])
     base = feedback.model
     results = {"base": evaluate("base")}
     stage("collect_feedback", feedback.out, lambda: collect_feedback(feedback), upstream=[base, data.out])
@@ -149,7 +149,7 @@ def run_demo(config: DemoConfig) -> dict:
     variants = [k[len("train_"):] for k in c if k.startswith("train_")]
     for name in variants:
         train = c[f"train_{name}"]
-        stage(f"train_{name}", train.out, lambda: run_train(train), upstream=[shards.out, base, data.out])
+        stage(f"train_{name}", train.out, lambda: run_train(train, fresh=not config.reuse), upstream=[shards.out, base, data.out])
         results[name] = evaluate(name)
     # rates differ by a few points between models, as much as one benchmark's sampling error: the
     # models answer the same scenes, so compare them scene by scene (eval/stats.py)

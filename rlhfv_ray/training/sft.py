@@ -62,12 +62,13 @@ def sft_worker(config_dict: dict) -> None:
     run_training(config, model, processor, parts, out=config.out)
 
 
-def run_sft(config: SFTConfig):
+def run_sft(config: SFTConfig, fresh: bool = False):
     """Read and check the data, train on Ray Train, and write the model to `config.out`. Returns
-    Ray Train's Result (its `metrics_dataframe`: the logged records)."""
+    Ray Train's Result (its `metrics_dataframe`: the logged records). `fresh`: start over rather
+    than resume an earlier run of the same config."""
     from rlhfv_ray.training.trainer import fit_and_export, start_run
 
     expand_paths(config.data)  # a missing input is said before Ray starts
     out = start_run(config, config.out)
     dataset, _ = prepare_conversations(config.conversation_data(), config.model, out, "sft")
-    return fit_and_export(sft_worker, config, {"train": dataset}, out, default_name="sft")
+    return fit_and_export(sft_worker, config, {"train": dataset}, out, default_name="sft", fresh=fresh)

@@ -136,9 +136,10 @@ def load_shard_dataset(shards: str, model: str, max_pairs: int | None = None):
         options.preserve_order = preserve_order
 
 
-def run_train(config: DDPOConfig):
+def run_train(config: DDPOConfig, fresh: bool = False):
     """Train on the shards with Ray Train and write the model to `config.out`. Returns Ray Train's
-    Result (its `metrics_dataframe`: the logged records)."""
+    Result (its `metrics_dataframe`: the logged records). `fresh`: start over rather than resume
+    an earlier run of the same config."""
     from rlhfv_ray.training.trainer import fit_and_export, start_run
 
     from rlhfv_ray.data.conversations import prepare_conversations
@@ -148,4 +149,4 @@ def run_train(config: DDPOConfig):
     if config.rehearsal.enabled:  # every worker draws from all of it: not split
         datasets[rehearsal_lib.DATASET], _ = prepare_conversations(
             config.rehearsal.conversation_data(), config.model, out, rehearsal_lib.DATASET)
-    return fit_and_export(ddpo_worker, config, datasets, out, default_name="ddpo")
+    return fit_and_export(ddpo_worker, config, datasets, out, default_name="ddpo", fresh=fresh)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -11,6 +12,8 @@ from rlhfv_ray.ray_runtime import init_ray
 from rlhfv_ray.training.config import TrainSection
 from rlhfv_ray.training.loop import MODEL_SUBDIR
 from rlhfv_ray.training.tracking import METRICS_FILE, MetricsHistory
+
+logger = logging.getLogger(__name__)
 
 
 def start_run(config, out: str) -> Path:
@@ -55,12 +58,25 @@ def worker_config(config: TrainSection) -> dict:
     return values
 
 
+def forget_run(storage: str, run_name: str) -> None:
+    """Remove a run's checkpoints and Ray Train state from its storage (local or a URI), so a run
+    of the same name starts over instead of resuming."""
+    import pyarrow.fs
+
+    filesystem, root = pyarrow.fs.FileSystem.from_uri(storage_uri(storage))
+    path = f"{root.rstrip('/')}/{run_name}"
+    if filesystem.get_file_info(path).type != pyarrow.fs.FileType.NotFound:
+        logger.info(f"starting {run_name} over: removing its earlier checkpoints under {storage}")
+        filesystem.delete_dir(path)
+
+
 def fit_and_export(worker_fn: Callable[[dict], None], config: TrainSection, datasets: dict, out: Path,
-                   default_name: str):
+                   default_name: str, fresh: bool = False):
     """Run `worker_fn` on `config.scaling.num_workers` Ray Train workers; copy the final
     `save_pretrained` model (a LoRA run's adapter, and its merged model if asked) out of the last
     checkpoint into `out`. Returns the Ray Train Result, its `metrics_dataframe` holding every
-    logged record (one per `log_every` steps; `tracking.MetricsHistory`)."""
+    logged record (one per `log_every` steps; `tracking.MetricsHistory`). A run of the same name
+    resumes from its last checkpoint, unless `fresh`."""
     import dataclasses
 
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
@@ -71,6 +87,8 @@ def fit_and_export(worker_fn: Callable[[dict], None], config: TrainSection, data
     if scaling.use_gpu:
         resources["GPU"] = 1
     run_name = getattr(config, "run_name", None) or default_run_name(default_name, config)
+    if fresh:
+        forget_run(config.checkpoint.storage_path, run_name)
     history = MetricsHistory(run_name)
     trainer = TorchTrainer(
         worker_fn,
