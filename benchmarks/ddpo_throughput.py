@@ -159,13 +159,14 @@ def hf_window(pairs: int, batch_size: int) -> int:
 def work_ratio(shards: Path, batch_size: int, window: int, epochs: int = 30) -> dict:
     """How much more language-model work TRL does per step than DDPO, from the pairs' lengths: the
     ceiling of the speed-up where each token position costs the same. Per batch of `batch_size`
-    pairs, padding included, a forward counted once and a backward twice:
-    - DDPO (shared prompt, cached reference): 3 x B x (longest prompt + longest chosen + rejected),
-      the packed rows `[prompt | chosen | rejected]` padded to the batch's longest;
-    - TRL: 3 x 2B x longest prompt + answer (policy) + 2B x the same (reference forward).
-    Over `epochs` shuffled epochs, batches as drawn (`padded`) or grouped by length in windows of
-    `window` batches (`grouped`, both frameworks; `ddpo_grouped_vs_trl_shuffled`).
-    `without_padding`: DDPO's real tokens (TRL padded, shuffled), what packing whole batches would reach.
+    pairs, a forward counted once and a backward twice:
+    - DDPO (shared prompt, cached reference): 3 x the batch's real tokens, each pair's prompt,
+      chosen and rejected answer once (its packed rows run unpadded, `unpadded.py`);
+    - TRL: 3 x 2B x longest prompt + answer (policy) + 2B x the same (reference forward), padding
+      included.
+    Over `epochs` shuffled epochs, batches as drawn (`shuffled`) or grouped by length in windows of
+    `window` batches (`trl_grouped`: TRL's padding then shrinks; DDPO's real tokens do not change).
+    Attention still runs on DDPO's padded rows: `ddpo_row_padding` is the share of padding in them.
     The vision encoder, frozen in both, is left out: it runs once per pair in DDPO and four times in
     TRL, so it only raises the ratio."""
     import random
@@ -177,11 +178,13 @@ def work_ratio(shards: Path, batch_size: int, window: int, epochs: int = 30) -> 
 
     rows = pq.read_table(shard_files(str(shards)), columns=["prompt_ids", "chosen_ids", "rejected_ids"]).to_pylist()
     prompts = [len(r["prompt_ids"]) for r in rows]
-    answers = [max(len(r["chosen_ids"]), len(r["rejected_ids"])) for r in rows]
     both_answers = [len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows]
-    widths = [p + a for p, a in zip(prompts, answers)]
+    widths = [p + max(len(r["chosen_ids"]), len(r["rejected_ids"])) for p, r in zip(prompts, rows)]
 
     def ddpo(batch):
+        return 3 * sum(prompts[i] + both_answers[i] for i in batch)
+
+    def ddpo_rows(batch):  # the packed rows, padded: left of shorter prompts, right of shorter answers
         return 3 * len(batch) * (max(prompts[i] for i in batch) + max(both_answers[i] for i in batch))
 
     def trl(batch):
@@ -194,14 +197,11 @@ def work_ratio(shards: Path, batch_size: int, window: int, epochs: int = 30) -> 
         for start in range(0, len(order), batch_size * window):
             chunk = order[start:start + batch_size * window]
             grouped += [[chunk[i] for i in b] for b in length_grouped([widths[i] for i in chunk], batch_size, epoch)]
-    real = sum(3 * (prompts[i] + len(rows[i]["chosen_ids"]) + len(rows[i]["rejected_ids"])) for b in shuffled for i in b)
     work = {name: sum(map(cost, batches)) for name, cost, batches in
-            (("ddpo", ddpo, shuffled), ("trl", trl, shuffled), ("ddpo_grouped", ddpo, grouped), ("trl_grouped", trl, grouped))}
-    return {"padded": work["trl"] / work["ddpo"], "without_padding": work["trl"] / real,
-            "grouped": work["trl_grouped"] / work["ddpo_grouped"],
-            "ddpo_grouped_vs_trl_shuffled": work["trl"] / work["ddpo_grouped"],
-            "padding_saved_by_grouping": {"ddpo": 1 - work["ddpo_grouped"] / work["ddpo"],
-                                          "trl": 1 - work["trl_grouped"] / work["trl"]}}
+            (("ddpo", ddpo, shuffled), ("ddpo_rows", ddpo_rows, shuffled), ("trl", trl, shuffled),
+             ("trl_grouped", trl, grouped))}
+    return {"shuffled": work["trl"] / work["ddpo"], "trl_grouped": work["trl_grouped"] / work["ddpo"],
+            "ddpo_row_padding": 1 - work["ddpo"] / work["ddpo_rows"]}
 
 
 def trl_dataset(records: list[dict], processor, shards: Path):
@@ -412,7 +412,7 @@ def main() -> None:
     # 2 workers x 1 CPU against 1 worker with the same 2 CPUs, and against 1 worker with 1 CPU
     result["scaling_2_vs_1_workers"] = {"same_2_cpus": rate["ddpo_2_workers"] / rate["ddpo_1_worker"],
                                         "1_cpu_per_worker": rate["ddpo_2_workers"] / rate["ddpo_1_worker_1_thread"]}
-    # target >= 1.5: DDPO's cached reference log-probs spare the reference forward TRL runs every step.
+    # target >= 1.8: no reference forward (cached log-probs), one prompt per pair, no padding but attention's.
     # Like for like = one process each with the same threads; per repeat = the runs of one repeat,
     # minutes apart, so a slow spell of the machine weighs less than in the ratio of medians.
     compared = {"1_process_2_threads": ("ddpo_1_worker", "trl_dpo"),
