@@ -174,12 +174,13 @@ def work_ratio(shards: Path, batch_size: int, window: int, epochs: int = 30) -> 
     import pyarrow.parquet as pq
 
     from rlhfv_ray.data.shards import shard_files
+    from rlhfv_ray.model.pair_forward import pair_widths
     from rlhfv_ray.training.loop import length_grouped
 
-    rows = pq.read_table(shard_files(str(shards)), columns=["prompt_ids", "chosen_ids", "rejected_ids"]).to_pylist()
-    prompts = [len(r["prompt_ids"]) for r in rows]
-    both_answers = [len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows]
-    widths = [p + max(len(r["chosen_ids"]), len(r["rejected_ids"])) for p, r in zip(prompts, rows)]
+    table = pq.read_table(shard_files(str(shards)), columns=["prompt_ids", "chosen_ids", "rejected_ids"]).to_pydict()
+    prompts = [len(p) for p in table["prompt_ids"]]
+    both_answers = [len(c) + len(r) for c, r in zip(table["chosen_ids"], table["rejected_ids"])]
+    widths = pair_widths(table).tolist()  # as group_by_length sorts pairs (and TRL's "length" column)
 
     def ddpo(batch):
         return 3 * sum(prompts[i] + both_answers[i] for i in batch)
@@ -192,7 +193,7 @@ def work_ratio(shards: Path, batch_size: int, window: int, epochs: int = 30) -> 
 
     rng, shuffled, grouped = random.Random(0), [], []
     for epoch in range(epochs):
-        order = rng.sample(range(len(rows)), len(rows))
+        order = rng.sample(range(len(prompts)), len(prompts))
         shuffled += [order[i:i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
         for start in range(0, len(order), batch_size * window):
             chunk = order[start:start + batch_size * window]

@@ -34,7 +34,6 @@ SHARED_PROMPT_MODEL_TYPES = frozenset({"llava", "llava_next", "llava_onevision",
                                        "paligemma", "qwen2_vl", "qwen2_5_vl", "qwen3_vl"})
 _GENERATED_TOKEN_TYPE = {"PaliGemmaProcessor": 1}
 _VISION_MODULE_NAMES = ("vision_tower", "visual", "vision_model")
-_MASKED_ATTENTION = ("sdpa", "eager")  # attention kernels that take a 4-D mask
 
 
 def generated_token_type(processor) -> int:
@@ -74,7 +73,7 @@ def enable_unpadded_attention(model) -> None:
 
 
 def uses_shared_prompt(model) -> bool:
-    return model_type(model) in SHARED_PROMPT_MODEL_TYPES and attention_kernel(model)[0] in _MASKED_ATTENTION
+    return model_type(model) in SHARED_PROMPT_MODEL_TYPES and attention_kernel(model)[0] in unpadded.KERNELS
 
 
 def describe_pair_forward(model) -> str:

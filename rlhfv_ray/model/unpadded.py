@@ -27,7 +27,7 @@ from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 PREFIX = "unpadded_"
-KERNELS = ("sdpa", "eager")
+KERNELS = ("sdpa", "eager")  # the attention kernels that take a 4-D mask, each with an unpadded form
 
 
 @dataclass(frozen=True)

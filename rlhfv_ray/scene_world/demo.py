@@ -149,7 +149,8 @@ def run_demo(config: DemoConfig) -> dict:
     variants = [k[len("train_"):] for k in c if k.startswith("train_")]
     for name in variants:
         train = c[f"train_{name}"]
-        stage(f"train_{name}", train.out, lambda: run_train(train, fresh=not config.reuse), upstream=[shards.out, base, data.out])
+        stage(f"train_{name}", train.out, lambda: run_train(train, fresh=not config.reuse),
+              upstream=[shards.out, base, data.out])
         results[name] = evaluate(name)
     # rates differ by a few points between models, as much as one benchmark's sampling error: the
     # models answer the same scenes, so compare them scene by scene (eval/stats.py)
